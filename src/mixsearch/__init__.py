@@ -1,0 +1,1 @@
+"""mixsearch: mixed modality search with modality-gap calibration (GR-CLIP)."""
