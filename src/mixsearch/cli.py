@@ -1,0 +1,155 @@
+"""The ``mixsearch`` command: a thin face over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .calibrate import CalibrationError
+from .encode import ModelError
+from .index import VectorIndexError
+from .ingest import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Mixed modality search with modality-gap calibration (GR-CLIP).")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+USER_ERRORS = (InputError, CalibrationError, ModelError, VectorIndexError, FileNotFoundError)
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+def calibrate(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Hugging Face id, local folder or bundled name."),
+    queries: Optional[Path] = typer.Option(None, help="Queries: text file (one per line) or JSON Lines with 'text'."),
+    texts: Optional[Path] = typer.Option(None, help="Document texts: text file or JSON Lines with 'text'."),
+    images: Optional[Path] = typer.Option(None, help="Document images: a folder, or JSON Lines with 'image'."),
+    audio: Optional[Path] = typer.Option(None, help="Document audio: a folder, or JSON Lines with 'audio'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Calibration file to write (.safetensors)."),
+    method: str = typer.Option("mean", help="'mean' (GR-CLIP) or 'none' (plain CLIP)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
+):
+    """Fit per-modality means on calibration files and save them."""
+    from . import fit_calibration, load_encoder, save_calibration
+
+    try:
+        encoder = load_encoder(model, device=device)
+        cal = fit_calibration(encoder, queries, texts, images, audio=audio, method=method,
+                              cache_dir=cache_dir, report=lambda p: _say(f"skipped: {p}"), progress=True)
+        save_calibration(cal, out, cal.provenance)
+    except USER_ERRORS as err:
+        _fail(err)
+    counts = ", ".join(f"{role}: {n}" for role, n in cal.counts_.items())
+    _say(f"wrote {out} ({cal.method}; items per mean: {counts or 'none'})")
+
+
+@app.command()
+def index(
+    corpus: Path = typer.Argument(..., help="JSON Lines (id, text, image, ...) or a folder of files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to write."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Hugging Face id, local folder or bundled name."),
+    calibration: Optional[str] = typer.Option(
+        None, help="Calibration file, or 'none' for plain CLIP. Default: fit document means on this corpus."),
+    alpha: float = typer.Option(0.5, help="Weight of the text part of image+text documents."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
+    batch_size: Optional[int] = typer.Option(None, help="Items per encoder batch."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
+):
+    """Encode, calibrate and index a corpus. Rerun after an interruption: it resumes."""
+    from . import build_index, load_encoder
+
+    try:
+        encoder = load_encoder(model, device=device, batch_size=batch_size)
+        _, report = build_index(corpus, out, encoder, calibration=calibration, alpha=alpha,
+                                cache_dir=cache_dir, progress=True, log=_say)
+    except USER_ERRORS as err:
+        _fail(err)
+    _say(report.summary())
+    _say(f"index written to {out}; search it with: mixsearch search {out} \"your query\"")
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., help="An index folder made by 'mixsearch index'."),
+    query: str = typer.Argument(..., help="Query text, or the path of a query image."),
+    k: int = typer.Option(10, "-k", help="Number of results."),
+    modality: Optional[str] = typer.Option(None, help="Only return text, image or multimodal documents."),
+    image: Optional[Path] = typer.Option(None, help="An image to pair with the query text."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines output for machines."),
+    device: Optional[str] = typer.Option(None),
+):
+    """Search an index with a text or image query."""
+    from . import open_index
+
+    try:
+        hits = open_index(index_dir, device=device).search(query, k=k, modality=modality, image=image)
+    except USER_ERRORS as err:
+        _fail(err)
+    if as_json:
+        for hit in hits:
+            typer.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
+        return
+    if not hits:
+        _say("no results")
+    for hit in hits:
+        typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
+
+
+def _preview(hit, width: int = 80) -> str:
+    parts = []
+    if hit.image:
+        parts.append(f"[{hit.image}]")
+    if hit.text:
+        text = " ".join(hit.text.split())
+        parts.append(text if len(text) <= width else text[: width - 1] + "…")
+    return " ".join(parts)
+
+
+@app.command()
+def recalibrate(
+    index_dir: Path = typer.Argument(..., help="An index folder."),
+    calibration: Optional[str] = typer.Option(None, help="Calibration file, 'none', or omit to fit on the corpus."),
+    alpha: Optional[float] = typer.Option(None, help="New weight of the text part (default: keep)."),
+):
+    """Apply another calibration or alpha to an index without re-encoding."""
+    from . import open_index
+
+    try:
+        idx = open_index(index_dir).recalibrate(calibration, alpha)
+    except USER_ERRORS as err:
+        _fail(err)
+    cal = idx.manifest["calibration"]
+    _say(f"{index_dir}: calibration {cal['method']} from {cal['source']}, alpha {cal['alpha']}")
+
+
+@app.command()
+def info(index_dir: Path = typer.Argument(..., help="An index folder.")):
+    """Show what an index holds: model, calibration, documents, what was skipped."""
+    from . import open_index
+
+    try:
+        manifest = open_index(index_dir).manifest
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(json.dumps(manifest, indent=2))
+
+
+def main() -> None:  # python -m mixsearch
+    app(prog_name="mixsearch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Ingest: turn files on disk into documents and calibration items.
+
+A corpus is JSON Lines (one document per line: ``id``, optional ``text``, ``image``, ``audio``,
+``video``; media paths relative to the file or absolute) or a folder of files (images and
+``.txt``/``.md``). Nothing here encodes or scores: it only reads, validates and reports.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+#: Every modality a document part can have, in the order fused vectors are built.
+MODALITIES = ("text", "image", "audio", "video")
+MEDIA_FIELDS = ("image", "audio", "video")
+KNOWN_FIELDS = {"id", "_id", "text", "title", *MEDIA_FIELDS}
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg"}
+VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv"}
+TEXT_SUFFIXES = {".txt", ".md"}
+
+
+class InputError(ValueError):
+    """Bad input that names where it came from (file, line, document)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that was skipped or changed while reading, and where."""
+
+    where: str  # "corpus.jsonl:12" or a path
+    message: str
+    doc_id: str | None = None
+
+    def __str__(self) -> str:
+        who = f" (document {self.doc_id!r})" if self.doc_id is not None else ""
+        return f"{self.where}{who}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A corpus document: any non-empty mix of text and media paths."""
+
+    id: str
+    text: str | None = None
+    image: Path | None = None
+    audio: Path | None = None
+    video: Path | None = None
+    where: str = field(default="", compare=False)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The modalities this document has, in ``MODALITIES`` order."""
+        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
+
+    @property
+    def modality(self) -> str:
+        """``text``, ``image``, ``audio``, ``video``, or ``multimodal`` for several parts."""
+        parts = self.parts
+        return parts[0] if len(parts) == 1 else "multimodal"
+
+
+Report = Callable[[Problem], None]
+
+
+def _ignore(_: Problem) -> None:
+    pass
+
+
+def read_corpus(path: str | Path, report: Report = _ignore) -> Iterator[Document]:
+    """Yield the documents of a JSON Lines file or a folder; bad entries go to ``report``."""
+    path = Path(path)
+    if path.is_dir():
+        yield from _read_folder(path, report)
+    elif path.is_file():
+        yield from _read_jsonl(path, report)
+    else:
+        raise InputError(f"{path}: no such corpus file or folder")
+
+
+def _read_jsonl(path: Path, report: Report) -> Iterator[Document]:
+    seen: set[str] = set()
+    base = path.parent
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            where = f"{path}:{number}"
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                report(Problem(where, f"not valid JSON ({err.msg}); line skipped"))
+                continue
+            if not isinstance(record, dict):
+                report(Problem(where, "not a JSON object; line skipped"))
+                continue
+            try:
+                doc = document_from_record(record, base, where)
+            except InputError as err:
+                report(Problem(where, str(err), _raw_id(record)))
+                continue
+            unknown = sorted(set(record) - KNOWN_FIELDS)
+            if unknown:
+                report(Problem(where, f"unknown field(s) {', '.join(unknown)} ignored", doc.id))
+            if doc.id in seen:
+                report(Problem(where, "duplicate id; later document skipped", doc.id))
+                continue
+            seen.add(doc.id)
+            yield doc
+
+
+def _raw_id(record: dict) -> str | None:
+    raw = record.get("id", record.get("_id"))
+    return None if raw is None else str(raw)
+
+
+def document_from_record(record: dict, base: Path, where: str = "") -> Document:
+    """Build a document from one JSON object (BEIR's ``_id``/``title`` are accepted too)."""
+    doc_id = _raw_id(record)
+    if doc_id is None or doc_id == "":
+        raise InputError("document has no 'id'; skipped")
+    text = record.get("text")
+    if text is not None and not isinstance(text, str):
+        raise InputError("'text' must be a string; skipped")
+    title = record.get("title")
+    if isinstance(title, str) and title.strip():
+        text = f"{title.strip()}. {text.strip()}" if text and text.strip() else title.strip()
+    media = {}
+    for name in MEDIA_FIELDS:
+        value = record.get(name)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            raise InputError(f"'{name}' must be a path string; skipped")
+        media[name] = resolve(value, base)
+    text = text if text and text.strip() else None
+    if text is None and not media:
+        raise InputError("empty document (no text, image, audio or video); skipped")
+    return Document(id=doc_id, text=text, where=where, **media)
+
+
+def resolve(value: str | Path, base: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _read_folder(folder: Path, report: Report) -> Iterator[Document]:
+    """Each file is a document whose id is its path relative to the folder."""
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
+        doc_id = p.relative_to(folder).as_posix()
+        suffix = p.suffix.lower()
+        if suffix in TEXT_SUFFIXES:
+            try:
+                text = p.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as err:
+                report(Problem(str(p), f"unreadable text file ({err}); skipped", doc_id))
+                continue
+            if not text:
+                report(Problem(str(p), "empty text file; skipped", doc_id))
+                continue
+            yield Document(id=doc_id, text=text, where=str(p))
+        elif suffix in IMAGE_SUFFIXES:
+            yield Document(id=doc_id, image=p, where=str(p))
+        elif suffix in AUDIO_SUFFIXES:
+            yield Document(id=doc_id, audio=p, where=str(p))
+        elif suffix in VIDEO_SUFFIXES:
+            yield Document(id=doc_id, video=p, where=str(p))
+        else:
+            report(Problem(str(p), f"unsupported file type '{suffix}'; skipped", doc_id))
+
+
+def read_items(path: str | Path, modality: str, report: Report = _ignore) -> Iterator[str | Path]:
+    """Calibration items of one modality.
+
+    Text: a plain text file (one item per line) or JSON Lines with a ``text`` field.
+    Media: a folder of files, or JSON Lines with an ``image``/``audio``/``video`` field.
+    """
+    path = Path(path)
+    if modality not in MODALITIES:
+        raise InputError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    if path.is_dir():
+        if modality == "text":
+            raise InputError(f"{path}: text items come from a file (one per line, or JSON Lines)")
+        suffixes = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES, "video": VIDEO_SUFFIXES}[modality]
+        yield from (p for p in sorted(path.rglob("*")) if p.suffix.lower() in suffixes)
+        return
+    if not path.is_file():
+        raise InputError(f"{path}: no such file or folder")
+    jsonl = path.suffix.lower() in {".jsonl", ".json", ".ndjson"}
+    if modality != "text" and not jsonl:
+        raise InputError(f"{path}: {modality} items come from a folder or JSON Lines with a '{modality}' field")
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line:
+                continue
+            if not jsonl:
+                yield line
+                continue
+            try:
+                value = json.loads(line).get(modality)
+            except (json.JSONDecodeError, AttributeError):
+                report(Problem(f"{path}:{number}", "not a JSON object; skipped"))
+                continue
+            if not isinstance(value, str) or not value.strip():
+                report(Problem(f"{path}:{number}", f"no '{modality}' field; skipped"))
+                continue
+            yield value if modality == "text" else resolve(value, path.parent)
+
+
+def load_image(path: str | Path):
+    """Open an image as RGB, with an error that names the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise InputError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise InputError(f"{path}: unreadable image ({err})") from None
+
+
+def looks_like_image(query: str) -> bool:
+    """True when a query string names an existing image file."""
+    p = Path(query).expanduser()
+    return p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
