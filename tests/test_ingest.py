@@ -33,7 +33,7 @@ def test_duplicate_and_missing_ids(tmp_path):
 def test_beir_records_and_folders(tmp_path):
     path = tmp_path / "corpus.jsonl"
     path.write_text(json.dumps({"_id": "d1", "title": "Title", "text": "Body."}) + "\n")
-    assert next(read_corpus(path)).text == "Title. Body."
+    assert next(read_corpus(path)).text == "Title Body."
     folder = tmp_path / "folder"
     (folder / "sub").mkdir(parents=True)
     (folder / "a.txt").write_text("hello")

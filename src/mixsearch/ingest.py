@@ -127,7 +127,8 @@ def document_from_record(record: dict, base: Path, where: str = "") -> Document:
         raise InputError("'text' must be a string; skipped")
     title = record.get("title")
     if isinstance(title, str) and title.strip():
-        text = f"{title.strip()}. {text.strip()}" if text and text.strip() else title.strip()
+        # joined with a space, as BEIR/MTEB evaluations do, so scores stay comparable
+        text = f"{title.strip()} {text.strip()}" if text and text.strip() else title.strip()
     media = {}
     for name in MEDIA_FIELDS:
         value = record.get(name)

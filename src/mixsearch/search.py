@@ -97,25 +97,32 @@ def fit_calibration(
 
     ``queries`` and ``texts`` are text files (one item per line) or JSON Lines with a ``text``
     field; ``images`` (``audio``, ``video``) a folder or JSON Lines with an ``image`` field.
+    Each may also be a list of items (texts, or media paths) already in memory.
     """
     sources = {"query": queries, "text": texts, "image": images, "audio": audio, "video": video}
-    sources = {role: Path(p) for role, p in sources.items() if p is not None}
+    sources = {role: p if isinstance(p, (list, tuple)) else Path(p) for role, p in sources.items() if p is not None}
     if method != "none" and not sources:
         raise CalibrationError("nothing to fit: give query, text or image calibration files")
     cal = Calibrator(method=method, alpha=alpha)
     cal.fitted_for = {"name": encoder.name, "fingerprint": encoder.fingerprint, "dim": str(encoder.dim)}
-    cal.provenance = {"fitted_on": {role: str(p) for role, p in sources.items()}}
+    cal.provenance = {"fitted_on": {role: f"{len(p)} items given in memory" if isinstance(p, (list, tuple)) else str(p)
+                                    for role, p in sources.items()}}
     if method == "none":
         return cal
     cache = _cache_for(encoder, cache_dir)
     for role, path in sources.items():
         modality = "text" if role == "query" else role
-        for batch in _batched(read_items(path, modality, report or (lambda p: None)), CHUNK):
+        items = path if isinstance(path, (list, tuple)) else read_items(path, modality, report or (lambda p: None))
+        for batch in _batched(items, CHUNK):
             out = embed(encoder, batch, modality, cache=cache, report=report, progress=progress)
             cal.partial_fit(out.vectors[out.ok], role)
         if role not in cal.counts_:
-            raise CalibrationError(f"{path}: no usable {role} items to fit a mean on")
+            raise CalibrationError(f"{_describe(path)}: no usable {role} items to fit a mean on")
     return cal
+
+
+def _describe(source) -> str:
+    return f"the {len(source)} items given" if isinstance(source, (list, tuple)) else str(source)
 
 
 def build_index(
