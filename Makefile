@@ -1,0 +1,25 @@
+# `make demo` and `make test` each set everything up on a fresh machine (a virtual environment
+# in .venv with the CPU build of torch), then run. Set PYTHON to choose the interpreter.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install clean
+
+$(BIN)/mixsearch: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# the CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/mixsearch
+
+demo: install
+	$(BIN)/mixsearch demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache
