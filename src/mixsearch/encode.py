@@ -219,12 +219,17 @@ def load_encoder(name: str, device: str | None = None, fp16: bool | None = None,
     if folder.exists():
         if not folder.is_dir() or not (folder / "config.json").is_file():
             raise ModelError(f"{folder}: not a model folder (no config.json)")
-        if (folder / "modules.json").is_file():
-            return SentenceTransformerEncoder(str(folder), **kwargs)
-        return TransformersEncoder(str(folder), **kwargs)
-    if source.startswith("sentence-transformers/"):
-        return SentenceTransformerEncoder(source, **kwargs)
-    return TransformersEncoder(source, **kwargs)
+        backend = SentenceTransformerEncoder if (folder / "modules.json").is_file() else TransformersEncoder
+        encoder = backend(str(folder), **kwargs)
+    elif source.startswith("sentence-transformers/"):
+        encoder = SentenceTransformerEncoder(source, **kwargs)
+    else:
+        encoder = TransformersEncoder(source, **kwargs)
+    # the name an index records and reloads by: bundled names and hub ids as given (portable
+    # across installs), other folders as absolute paths (valid from any working directory)
+    bundled = source != str(name)
+    encoder.name = str(name) if bundled or not folder.exists() else str(folder.resolve())
+    return encoder
 
 
 def _local_folder(source: str) -> Path:

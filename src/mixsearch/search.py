@@ -15,6 +15,7 @@ An index folder holds:
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -224,7 +225,7 @@ def _calibration_record(cal: Calibrator, source: str) -> dict:
 def _calibrator_for(calibration, model: dict, raw, docs, alpha, report) -> tuple[Calibrator, str]:
     """Resolve the ``calibration`` argument for an index whose model is ``model`` (name, fingerprint, dim)."""
     if isinstance(calibration, Calibrator):
-        cal, source = calibration, "given"
+        cal, source = copy.deepcopy(calibration), "given"  # alpha is set below: never on the caller's object
     elif calibration is None:
         cal = Calibrator("mean", alpha)
         for m, matrix in raw.items():

@@ -1,0 +1,314 @@
+"""The evaluation harness: dataset loaders (MixBench HF layout, BEIR, captions), the three settings
+end to end through the engine on a tiny random CLIP, the report files, and the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import requires_shared, sentence, write_image
+from mixsearch import bench as B
+from mixsearch.cli import app
+from mixsearch.evaluate import evaluate_all, run_from_ranking
+from mixsearch.render import RenderSettings, render, render_to_file, wrap
+
+GRID = (0.0, 0.5, 1.0)
+
+
+def quiet(_):
+    pass
+
+
+def cfg(**kw):
+    base = dict(p_grid=GRID, alpha_grid=GRID, progress=False, max_calibration=50)
+    base.update(kw)
+    return B.BenchConfig(**base)
+
+
+# -- fixtures: datasets in their on-disk layouts, written by the tests ---------------------------
+
+
+@pytest.fixture
+def captions(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "caps"
+    (folder / "images").mkdir(parents=True)
+    for split, n, offset in (("dev", 9, 0), ("train", 6, 100)):
+        with (folder / f"{split}.jsonl").open("w") as f:
+            for i in range(n):
+                write_image(folder / "images" / f"{split}{i}.png", offset + i)
+                f.write(json.dumps({"image": f"images/{split}{i}.png", "captions": [sentence(rng, 5) for _ in range(5)]}) + "\n")
+    return folder
+
+
+@pytest.fixture
+def beir(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "beirset"
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w") as f:
+        for i in range(8):
+            f.write(json.dumps({"_id": f"d{i}", "title": f"Title {i}", "text": sentence(rng, 30)}) + "\n")
+    with (folder / "queries.jsonl").open("w") as f:
+        for i in range(6):
+            f.write(json.dumps({"_id": str(i), "text": sentence(rng, 4), "metadata": {}}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n0\td0\t1\n1\td1\t1\n1\td2\t1\n2\td3\t1\n")
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n3\td4\t1\n4\td5\t1\n5\td6\t1\n")
+    return folder
+
+
+README = """---
+configs:
+{configs}
+---
+# tiny MixBench in the Hugging Face layout
+"""
+
+
+@pytest.fixture
+def mixbench(tmp_path):
+    """Two configs in MixBench25's layout: MSCOCO (paired corpus: setting 3 mixes it, seeded) and
+    OVEN (queries with an image too, and its own mixed_corpus split)."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "MixBench25"
+    configs = []
+    for s, subset in enumerate(("MSCOCO", "OVEN")):
+        (root / subset / "images").mkdir(parents=True)
+        queries, corpus, mixed, qrel = [], [], [], []
+        for i in range(6):
+            write_image(root / subset / "images" / f"c{i}.jpg", 50 * s + i)
+            cid = f"{subset[:2]}c{i}"
+            corpus.append({"corpus_id": cid, "text": sentence(rng, 8), "image": f"c{i}.jpg"})
+            mixed.append({"corpus_id": cid, "text": corpus[-1]["text"] if i % 3 != 1 else None,
+                          "image": f"c{i}.jpg" if i % 3 != 0 else None})
+            q = {"query_id": f"{subset[:2]}q{i}", "text": sentence(rng, 4)}
+            if subset == "OVEN":
+                write_image(root / subset / "images" / f"q{i}.jpg", 500 + i)
+                q["image"] = f"q{i}.jpg"
+            queries.append(q)
+            qrel.append({"query_id": q["query_id"], "corpus_id": cid, "score": 1})
+        splits = {"query": queries, "corpus": corpus, "qrel": qrel}
+        if subset == "OVEN":
+            splits["mixed_corpus"] = mixed
+        for split, rows in splits.items():
+            with (root / subset / f"{split}.jsonl").open("w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+        files = "\n".join(f"  - split: {split}\n    path: {subset}/{split}.jsonl" for split in splits)
+        configs.append(f"- config_name: {subset}\n  data_files:\n{files}")
+    (root / "README.md").write_text(README.format(configs="\n".join(configs)))
+    return root
+
+
+# -- loaders ---------------------------------------------------------------------------------------
+
+
+def test_mixbench_hf_layout_loads_through_datasets(mixbench):
+    coco = B.load_mixbench(mixbench, "MSCOCO")
+    assert len(coco.queries) == 6 and len(coco.corpus) == 6 and coco.mixed is None
+    assert all(d.modality == "multimodal" and d.image.is_file() for d in coco.corpus)
+    assert coco.qrels["MSq0"] == {"MSc0": 1}
+    assert coco.source["revision"].startswith("sha256:") and coco.source["subset"] == "MSCOCO"
+    oven = B.load_mixbench(mixbench, "OVEN")
+    assert all(q.parts == ("text", "image") and q.image.is_file() for q in oven.queries)
+    assert sorted(d.modality for d in oven.mixed) == ["image"] * 2 + ["multimodal"] * 2 + ["text"] * 2
+    with pytest.raises(B.BenchError, match="needs a subset"):
+        B.load_benchmark(mixbench, "mixbench")
+
+
+def test_beir_folder(beir):
+    b = B.load_benchmark(beir)  # detected as BEIR
+    assert b.kind == "beir" and [q.id for q in b.queries] == ["0", "1", "2"]
+    assert b.corpus[0].text.startswith("Title 0 ")  # title and text joined by a space, as MTEB
+    assert b.qrels == {"0": {"d0": 1}, "1": {"d1": 1, "d2": 1}, "2": {"d3": 1}}
+    with pytest.raises(B.BenchError, match="no qrels/dev.tsv"):
+        B.load_beir(beir, "dev")
+
+
+def test_captions_rule_is_seeded_and_documented(captions):
+    a, again, other = (B.load_captions(captions, "dev.jsonl", seed) for seed in (0, 0, 1))
+    assert [q.text for q in a.queries] == [q.text for q in again.queries]
+    assert [q.text for q in a.queries] != [q.text for q in other.queries]
+    lines = [json.loads(x) for x in (captions / "dev.jsonl").read_text().splitlines()]
+    for line, q, d in zip(lines, a.queries, a.corpus):
+        caps = line["captions"]
+        assert q.text in caps and a.qrels[q.id] == {d.id: 1}
+        pick = caps.index(q.text)
+        assert d.text == " ".join(c for i, c in enumerate(caps) if i != pick)  # the rest, in order
+        assert d.image == captions / line["image"]
+    # the rule depends on (seed, image) only, not on the order of the file
+    (captions / "rev.jsonl").write_text("\n".join(reversed((captions / "dev.jsonl").read_text().splitlines())) + "\n")
+    rev = B.load_captions(captions, "rev.jsonl", 0)
+    assert {q.id: q.text for q in rev.queries} == {q.id: q.text for q in a.queries}
+
+
+def test_setting3_mix_is_one_to_one_to_one_and_seeded(captions):
+    b = B.load_captions(captions, "dev.jsonl")
+    docs, how = B.mixed_corpus(b, seed=0)
+    assert sorted(d.modality for d in docs) == ["image"] * 3 + ["multimodal"] * 3 + ["text"] * 3
+    assert "1:1:1" in how
+    assert [d.modality for d in B.mixed_corpus(b, 0)[0]] == [d.modality for d in docs]
+    assert {d.id: d.modality for d in B.mixed_corpus(b, 7)[0]} != {d.id: d.modality for d in docs}
+
+
+def test_renderer_wraps_and_is_deterministic(tmp_path):
+    settings = RenderSettings()
+    text = "a long line of words " * 100
+    img = render(text, settings)
+    assert img.size == (448, 448) and img.mode == "L"
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=settings.font_size)
+    lines = wrap(text, font, 448 - 2 * settings.margin)
+    assert len(lines) > 20 and all(font.getlength(x) <= 448 - 2 * settings.margin for x in lines)
+    assert np.asarray(img).min() == 0  # ink on the page
+    p1, p2 = render_to_file(text, tmp_path), render_to_file(text, tmp_path / "other")
+    assert p1.read_bytes() == p2.read_bytes()  # same bytes: the embedding cache recognises it
+    assert "Aileron" in settings.describe()["font"]
+
+
+# -- calibration is never silently fitted on the test split --------------------------------------
+
+
+def test_calibration_plans(mixbench, captions, beir, tmp_path):
+    coco = B.load_mixbench(mixbench, "MSCOCO")
+    with pytest.raises(B.BenchError, match="no training split"):
+        B.plan_calibration("auto", mixbench, "mixbench", coco, None, ["MSCOCO"])
+    plan = B.plan_calibration("auto", mixbench, "mixbench", coco, None, ["MSCOCO", "OVEN"])
+    assert plan.kind == "benchmark" and "unified" in plan.description and plan.benchmarks[0].name == "OVEN"
+    with pytest.raises(B.BenchError, match="includes the test subset"):
+        B.plan_calibration("subsets:MSCOCO", mixbench, "mixbench", coco, None, ["MSCOCO"])
+    test = B.plan_calibration("test", mixbench, "mixbench", coco, None, ["MSCOCO"])
+    assert test.kind == "test" and "TRANSDUCTIVE" in test.description
+
+    caps = B.load_captions(captions)
+    plan = B.plan_calibration("auto", captions, "captions", caps, None, [])
+    assert plan.benchmarks[0].source["path"].endswith("train.jsonl")
+    with pytest.raises(B.BenchError, match="that is the test split"):
+        B.plan_calibration("split:dev.jsonl", captions, "captions", caps, None, [])
+    (captions / "train.jsonl").unlink()
+    with pytest.raises(B.BenchError, match="no train.jsonl"):
+        B.plan_calibration("auto", captions, "captions", caps, None, [])
+
+    b = B.load_beir(beir)
+    plan = B.plan_calibration("auto", beir, "beir", b, None, [])
+    items = B.calibration_items(plan.benchmarks, None, 0)
+    assert len(items["queries"]) == 3 and len(items["texts"]) == 8  # train queries, corpus texts
+
+
+# -- the settings end to end through the engine ------------------------------------------------------
+
+
+def test_captions_settings_1_2_3_end_to_end(tiny_clip, captions, tmp_path):
+    result, paths = B.bench(captions, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1, 2, 3)), log=quiet)
+    out = tmp_path / "out"
+    assert all((out / name).is_file() for name in ("results.json", "report.md", "cases.html"))
+    assert sorted(p.name.split("_caps_")[0] for p in out.glob("plots/*.png")) == ["alpha_curve", "u_curve"]
+    assert not (out / "work").exists()  # the per-setting indexes are scratch
+    data = json.loads((out / "results.json").read_text())
+    run = data["runs"][0]
+    assert data["config"]["seed"] == 0 and data["environment"]["nproc"]
+    assert run["dataset"]["revision"].startswith("sha256:")
+    model = next(iter(run["models"].values()))
+    assert model["calibration"]["counts"] == {"query": 6, "text": 6, "image": 6}  # train.jsonl, not dev
+    assert not model["calibration"]["transductive"]
+    rows = run["rows"]
+    s1 = [r for r in rows if r["setting"] == 1]
+    assert {r["variant"] for r in s1} == {"plain", "calibrated", "plain+pushdown", "calibrated+pushdown"}
+    assert {r["p"] for r in s1} == set(GRID)
+    for r in s1:  # p = 0: all text; p = 1: all images; in between both
+        assert r["corpus"] == ({"text": 9} if r["p"] == 0 else {"image": 9} if r["p"] == 1 else r["corpus"])
+        assert set(r["metrics"]) == {"ndcg@10", "ndcg@100", "recall@1", "ndcg@10[paper]", "ndcg@100[paper]"}
+    by = {(r["p"], r["variant"]): r["metrics"] for r in s1}
+    for p in (0.0, 1.0):  # nothing to push down in a one-modality corpus
+        assert by[(p, "plain")] == by[(p, "plain+pushdown")]
+    s2 = [r for r in rows if r["setting"] == 2]
+    assert {(r["alpha"], r["variant"]) for r in s2} == {(a, v) for a in GRID for v in ("plain", "calibrated")}
+    s3 = [r for r in rows if r["setting"] == 3]
+    assert [r["variant"] for r in s3] == ["plain", "calibrated"]
+    assert s3[0]["corpus"] == {"text": 3, "image": 3, "multimodal": 3} and s3[0]["queries"] == 9
+    assert set(s3[0]["per_query"]) == {q.id for q in B.load_captions(captions).queries}
+    # setting 1 at p = 1 (all images) with alpha irrelevant equals setting 2 at alpha = 0 (image part only)
+    s2_by = {(r["alpha"], r["variant"]): r["metrics"] for r in s2}
+    assert by[(1.0, "plain")]["ndcg@10"] == pytest.approx(s2_by[(0.0, "plain")]["ndcg@10"], abs=1e-6)
+    html = (out / "cases.html").read_text()
+    assert html.count("data:image/jpeg;base64,") >= 5 and "relevant" in html and "calibrated" in html
+    md = (out / "report.md").read_text()
+    assert "Setting 3" in md and "[paper]" in md and "train.jsonl" in md
+    assert len(run["cases"]) == 3 and all(len(q["plain"]) == 5 for c in run["cases"] for q in c["queries"])
+
+
+def test_setting3_numbers_are_the_engine_ranking_scored(tiny_clip, captions, tmp_path):
+    """The bench's numbers equal scoring the engine's own search results by hand."""
+    from mixsearch import Document, build_index, load_encoder
+
+    config = cfg(settings=(3,))
+    result, _ = B.bench(captions, [str(tiny_clip)], tmp_path / "out", calibrate_on="test", config=config, log=quiet)
+    run = result["runs"][0]
+    assert run["calibration"]["plan"] == "test"
+    assert "TRANSDUCTIVE" in (tmp_path / "out" / "report.md").read_text()
+    b = B.load_captions(captions)
+    docs, _ = B.mixed_corpus(b, 0)
+    enc = load_encoder(str(tiny_clip))
+    idx, _ = build_index(docs, tmp_path / "idx", enc, calibration="none", progress=False, log=quiet)
+    ranking = {q.id: [h.id for h in idx.search(q.text, k=100)] for q in b.queries}
+    expected = evaluate_all(b.qrels, run_from_ranking(ranking))
+    plain = next(r for r in run["rows"] if r["variant"] == "plain")
+    for metric, value in expected.items():
+        assert plain["metrics"][metric] == pytest.approx(value, abs=1e-6)
+
+
+def test_mixbench_leave_one_out_and_image_text_queries(tiny_clip, mixbench, tmp_path):
+    result, _ = B.bench(mixbench, [str(tiny_clip)], tmp_path / "out", subsets=["MSCOCO", "OVEN"],
+                        config=cfg(settings=(2, 3)), log=quiet)
+    coco, oven = result["runs"]
+    assert "OVEN" in coco["calibration"]["description"] and "MSCOCO" in oven["calibration"]["description"]
+    s3 = [r for r in oven["rows"] if r["setting"] == 3]
+    assert s3[0]["corpus_rule"] == "the dataset's own mixed corpus" and s3[0]["queries"] == 6
+    assert s3[0]["corpus"] == {"text": 2, "image": 2, "multimodal": 2}
+    assert next(iter(oven["models"].values()))["queries"] == 6  # image+text queries all encoded
+    assert (tmp_path / "out" / "plots").is_dir()
+
+
+def test_screenshot_setting1_on_beir(tiny_clip, beir, tmp_path):
+    result, _ = B.bench(beir, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1,), replace="screenshot"), log=quiet)
+    run = result["runs"][0]
+    model = next(iter(run["models"].values()))
+    assert "screenshots of 8 calibration texts" in model["calibration"]["screenshot_image_mean"]
+    rows = run["rows"]
+    assert {r["replace"] for r in rows} == {"screenshot"} and rows[0]["queries"] == 3
+    assert next(r for r in rows if r["p"] == 1.0)["corpus"] == {"image": 8}
+    shots = list(Path(result["config"]["cache_dir"]).glob("screenshots/*/*.png"))
+    assert len(shots) == 8
+
+
+def test_text_only_model_refuses_image_settings(beir, tmp_path):
+    with pytest.raises(B.BenchError, match="need an image-text model"):
+        B.bench(beir, ["all-MiniLM-L6-v2"], tmp_path / "out", config=cfg(settings=(1,)), log=quiet)
+
+
+def test_cli_bench(tiny_clip, captions, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", str(captions), "--model", str(tiny_clip), "--settings", "1,3", "--p-grid", "0,1",
+                                 "--max-queries", "5", "--out", str(tmp_path / "rep"), "--cases", "2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rep" / "results.json").is_file() and "Setting 3" in result.output
+    data = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert data["config"]["max_queries"] == 5 and data["runs"][0]["rows"][0]["queries"] == 5
+    assert all(len(c["queries"]) == 2 for c in data["runs"][0]["cases"])
+    bad = runner.invoke(app, ["bench", str(captions), "--model", str(tiny_clip), "--calibrate-on", "split:dev.jsonl",
+                              "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "that is the test split" in bad.output
+
+
+def test_scifact_loads():
+    folder = requires_shared("scifact")
+    b = B.load_beir(folder, "test")
+    assert len(b.corpus) == 5183 and len(b.queries) == 300 and sum(map(len, b.qrels.values())) == 339
+
+
+def test_flickr8k_captions_load():
+    folder = requires_shared("flickr8k")
+    b = B.load_captions(folder, "dev.jsonl")
+    assert len(b.queries) == 1000 and all(d.image.is_file() for d in b.corpus[:20])
