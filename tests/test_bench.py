@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from mixsearch import load_calibration
+
 from conftest import requires_shared, sentence, write_image
 from mixsearch import bench as B
 from mixsearch.cli import app
@@ -213,6 +215,8 @@ def test_captions_settings_1_2_3_end_to_end(tiny_clip, captions, tmp_path):
     model = next(iter(run["models"].values()))
     assert model["calibration"]["counts"] == {"query": 6, "text": 6, "image": 6}  # train.jsonl, not dev
     assert not model["calibration"]["transductive"]
+    saved = load_calibration(model["calibration"]["file"])  # the fitted means, reusable at index time
+    assert saved.counts_ == {"query": 6, "text": 6, "image": 6} and saved.fitted_for["fingerprint"] == model["info"]["fingerprint"]
     rows = run["rows"]
     s1 = [r for r in rows if r["setting"] == 1]
     assert {r["variant"] for r in s1} == {"plain", "calibrated", "plain+pushdown", "calibrated+pushdown"}

@@ -45,7 +45,7 @@ import numpy as np
 from . import __version__
 from .cache import EmbeddingCache
 from .calibrate import Calibrator
-from .calibration_file import load_calibration
+from .calibration_file import load_calibration, save_calibration
 from .encode import Encoder, cache_root, embed, load_encoder
 from .evaluate import DEFAULT_METRICS, evaluate_all, restrict_qrels, run_from_ranking
 from .ingest import Document, InputError, Problem, document_from_record, load_image
@@ -523,9 +523,10 @@ def _cases(engine: _Engine, label: str, plain: dict, cal: dict, qrels: dict) -> 
 
 
 def run_benchmark(bench: Benchmark, models: Sequence[str | Encoder], plan: CalibrationPlan, cfg: BenchConfig,
-                  work_dir: str | Path, log: Callable[[str], None] = print) -> dict:
+                  work_dir: str | Path, log: Callable[[str], None] = print, save_dir: str | Path | None = None) -> dict:
     """Run the asked settings for every model on one benchmark; returns all numbers and the
-    configuration (``report.write_report`` turns it into JSON, Markdown, plots and HTML)."""
+    configuration (``report.write_report`` turns it into JSON, Markdown, plots and HTML).
+    With ``save_dir``, each fitted calibration is saved there for reuse with ``index --calibration``."""
     started = time.perf_counter()
     work = Path(work_dir)
     out: dict = {"dataset": {"name": bench.name, **bench.source, "counts": bench.counts()},
@@ -542,6 +543,9 @@ def run_benchmark(bench: Benchmark, models: Sequence[str | Encoder], plan: Calib
             raise BenchError(f"settings 1 and 2 need an image-text model; {name!r} encodes only "
                              f"{', '.join(sorted(encoder.modalities))} (run --settings 3 for a text-only corpus)")
         cal, cal_record, cal_screens = _calibrator(encoder, plan, mi, cfg, bench, work, log)
+        if save_dir is not None and cal.method != "none":
+            path = Path(save_dir) / f"{_slug(name)}--{_slug(bench.name)}.safetensors"
+            cal_record["file"] = str(save_calibration(cal, path, cal.provenance))
         engine = _Engine(encoder, bench, cfg, work / "indexes" / _slug(name), log)
         out["models"][name] = {"info": encoder.info(), "calibration": cal_record, "queries": len(engine.queries)}
         for setting in cfg.settings:
@@ -741,7 +745,8 @@ def bench(dataset: str | Path, models: Sequence[str | Encoder], out: str | Path,
         bench_ = load_benchmark(dataset, kind, subset=subset, split=split, revision=revision, seed=cfg.seed)
         plan = plan_calibration(calibrate_on, dataset, kind, bench_, split, subsets, calibration_files, revision, cfg.seed)
         log(f"[{bench_.name}] {bench_.counts()}; calibration: {plan.description}")
-        runs.append(run_benchmark(bench_, models, plan, cfg, out / "work" / _slug(bench_.name), log))
+        runs.append(run_benchmark(bench_, models, plan, cfg, out / "work" / _slug(bench_.name), log,
+                                  save_dir=out / "calibrations"))
     config_record = {**cfg.record(), "command": command, "dataset": str(dataset), "kind": kind, "subsets": list(subsets),
                      "split": split, "revision": revision, "calibrate_on": calibrate_on,
                      "calibration_files": [str(p) for p in calibration_files],
