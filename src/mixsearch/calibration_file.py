@@ -64,3 +64,10 @@ def load_calibration(path: str | Path) -> Calibrator:
             cal.set_mean(role, value, counts.get(role, 1))
     cal.provenance = json.loads(meta.get("provenance", "{}"))
     return cal
+
+
+def shipped_calibration(model: str) -> Path | None:
+    """The calibration file shipped beside a bundled model (``models/<name>.calibration.safetensors``),
+    kept outside the model folder so it never changes the model's weight fingerprint."""
+    path = Path(__file__).parent / "models" / f"{Path(model).name}.calibration.safetensors"
+    return path if path.is_file() else None

@@ -62,7 +62,8 @@ def index(
     out: Path = typer.Option(..., "--out", "-o", help="Index folder to write."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Hugging Face id, local folder or bundled name."),
     calibration: Optional[str] = typer.Option(
-        None, help="Calibration file, or 'none' for plain CLIP. Default: fit document means on this corpus."),
+        None, help="Calibration file; 'shipped' for the means bundled with the model; 'none' for plain CLIP. "
+                   "Default: fit document means on this corpus."),
     alpha: float = typer.Option(0.5, help="Weight of the text part of image+text documents."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     batch_size: Optional[int] = typer.Option(None, help="Items per encoder batch."),
@@ -72,6 +73,7 @@ def index(
     from . import build_index, load_encoder
 
     try:
+        calibration = _shipped(model) if calibration == "shipped" else calibration
         encoder = load_encoder(model, device=device, batch_size=batch_size)
         _, report = build_index(corpus, out, encoder, calibration=calibration, alpha=alpha,
                                 cache_dir=cache_dir, progress=True, log=_say)
@@ -79,6 +81,15 @@ def index(
         _fail(err)
     _say(report.summary())
     _say(f"index written to {out}; search it with: mixsearch search {out} \"your query\"")
+
+
+def _shipped(model: str) -> str:
+    from .calibration_file import shipped_calibration
+
+    path = shipped_calibration(model)
+    if path is None:
+        raise InputError(f"model {model!r} ships no calibration file; fit one with 'mixsearch calibrate'")
+    return str(path)
 
 
 @app.command()
@@ -202,6 +213,20 @@ def bench(
         _fail(err)
     _say(f"report written to {out}: " + ", ".join(p.name for p in paths.values() if p.parent == out))
     typer.echo(paths["markdown"].read_text())
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("mixsearch-demo"), "--out", "-o", help="Where the demo's corpus and indexes go."),
+    model: str = typer.Option("mixclip-flickr8k", "--model", "-m", help="An image-text model."),
+):
+    """Offline demo: a mixed corpus of bundled Flickr8k photos, searched plain vs calibrated."""
+    from .demo import run_demo
+
+    try:
+        run_demo(model=model, out=out, log=typer.echo)
+    except USER_ERRORS as err:
+        _fail(err)
 
 
 def main() -> None:  # python -m mixsearch

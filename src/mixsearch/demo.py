@@ -1,0 +1,106 @@
+"""The offline demo: a mixed corpus from the bundled Flickr8k sample, indexed plain and calibrated.
+
+Each of the 150 sample photos gives one query (a seeded held-out caption) and one document (the
+photo and its other captions); the documents are split 1:1:1 into text-only, image-only and
+image+text (the benchmark harness's own rules, ``bench.load_captions`` and ``bench.mixed_corpus``).
+The corpus is indexed twice with the bundled model — plain CLIP, and GR-calibrated with the means
+shipped beside the model (fitted on the Flickr8k *train* split) — and every query is searched in both.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable
+
+from .bench import load_captions, mixed_corpus
+from .calibration_file import shipped_calibration
+from .encode import load_encoder
+from .evaluate import evaluate, run_from_ranking
+from .search import build_index
+
+SAMPLE = Path(__file__).parent / "data" / "flickr8k_sample" / "captions.jsonl"
+DEFAULT_MODEL = "mixclip-flickr8k"
+MARK = {"text": "T", "image": "I", "multimodal": "IT"}
+
+
+def run_demo(model: str = DEFAULT_MODEL, out: str | Path = "mixsearch-demo", show: int = 3, k: int = 10,
+             seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    """Build both indexes under ``out``, print the comparison, and return its numbers."""
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bench = load_captions(SAMPLE, seed=seed)
+    docs, rule = mixed_corpus(bench, seed)
+    corpus = out / "corpus.jsonl"
+    with corpus.open("w", encoding="utf-8") as f:  # the file a user can re-index or edit
+        for d in docs:
+            record = {"id": d.id, "text": d.text, "image": str(d.image) if d.image else None}
+            f.write(json.dumps({key: v for key, v in record.items() if v is not None}) + "\n")
+
+    encoder = load_encoder(model)
+    calibration = shipped_calibration(model)
+    if calibration is None:
+        log(f"note: {model} ships no calibration file; the calibrated index fits document means on this corpus")
+    quiet = lambda _: None  # noqa: E731
+    indexes = {
+        "plain": build_index(corpus, out / "plain", encoder, calibration="none", progress=False, log=quiet)[0],
+        "calibrated": build_index(corpus, out / "calibrated", encoder, calibration=calibration, progress=False, log=quiet)[0],
+    }
+    raw_queries = encoder.encode([q.text for q in bench.queries], "text")
+    hits = {name: dict(zip((q.id for q in bench.queries),
+                           idx.search_vectors(idx.calibrate_queries({"text": raw_queries}), k)))
+            for name, idx in indexes.items()}
+    modality_of = {d.id: d.modality for d in docs}
+    summary = {}
+    for name, per_query in hits.items():
+        run = run_from_ranking({q: [h.id for h in hs] for q, hs in per_query.items()})
+        ndcg = evaluate(bench.qrels, run, ["ndcg@10"])["ndcg@10"]
+        top = [h.modality for hs in per_query.values() for h in hs]
+        share = {m: top.count(m) / len(top) for m in ("text", "image", "multimodal")}
+        summary[name] = {"ndcg@10": ndcg, "top10_share": share}
+
+    log(f"mixsearch demo — {len(docs)} Flickr8k dev photos as a mixed corpus ({rule}),")
+    log(f"model {model}, {len(bench.queries)} queries (a held-out caption of each photo; its one relevant document is that photo's).\n")
+    for q in _showcase(bench.queries, bench.qrels, modality_of, show):
+        _print_side_by_side(q, bench.qrels[q.id], hits["plain"][q.id][:5], hits["calibrated"][q.id][:5], log)
+    log("                         NDCG@10   share of top-10:  text   image  image+text")
+    for name, s in summary.items():
+        share = s["top10_share"]
+        log(f"  {name:<22} {s['ndcg@10']:.3f}                    {share['text']:>5.0%}  {share['image']:>5.0%}  {share['multimodal']:>6.0%}")
+    counts = {m: sum(1 for d in docs if d.modality == m) for m in ("text", "image", "multimodal")}
+    log(f"  (the corpus itself: {counts['text']} text, {counts['image']} image, {counts['multimodal']} image+text)")
+    seconds = time.perf_counter() - started
+    log(f"\nDone in {seconds:.0f} s. Indexes: {out / 'plain'} and {out / 'calibrated'}; corpus: {corpus}")
+    log(f'Next: mixsearch search {out / "calibrated"} "a dog jumping into the water"')
+    log(f"      mixsearch search {out / 'calibrated'} {docs[-1].image} --modality text     (an image as the query)")
+    log(f"      mixsearch index your-corpus.jsonl --model {model} --out your-index")
+    return {"model": model, "corpus_rule": rule, "queries": len(bench.queries), "summary": summary, "seconds": seconds}
+
+
+def _showcase(queries, qrels, modality_of, n):
+    """One query whose relevant document is text-only, one image-only, one image+text (seeded order)."""
+    chosen, seen = [], set()
+    for q in queries:
+        m = modality_of[next(iter(qrels[q.id]))]
+        if m not in seen:
+            chosen.append(q)
+            seen.add(m)
+    return chosen[:n]
+
+
+def _print_side_by_side(query, relevant, plain, calibrated, log, width=44) -> None:
+    log(f'Query: "{query.text}"')
+    log(f"  {'plain CLIP':<{width}}   {'GR-calibrated':<{width}}")
+    for a, b in zip(plain, calibrated):
+        log(f"  {_cell(a, relevant, width)}   {_cell(b, relevant, width)}")
+    log("  (T text, I image, IT image+text; * the relevant document)\n")
+
+
+def _cell(hit, relevant, width) -> str:
+    star = "*" if hit.id in relevant else " "
+    what = hit.text if hit.text else f"[photo {Path(hit.image).name}]"
+    head = f"{hit.rank}.{star}{MARK[hit.modality]:<2} {hit.score:+.2f} "
+    return head + textwrap.shorten(what, width - len(head), placeholder="…").ljust(width - len(head))
