@@ -17,7 +17,7 @@ from .ingest import InputError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Mixed modality search with modality-gap calibration (GR-CLIP).")
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = "mixclip-flickr8k"  # bundled: works offline; pass --model for any HF id or folder
 USER_ERRORS = (InputError, CalibrationError, ModelError, VectorIndexError, FileNotFoundError)
 
 
@@ -173,7 +173,7 @@ def bench(
     subset: Optional[list[str]] = typer.Option(None, help="MixBench config (MSCOCO, Google_WIT, VisualNews, OVEN); repeat."),
     split: Optional[str] = typer.Option(None, help="BEIR qrels split (default test); captions file (default dev.jsonl)."),
     revision: Optional[str] = typer.Option(None, help="Dataset revision (hub datasets)."),
-    model: list[str] = typer.Option(["openai/clip-vit-base-patch32"], "--model", "-m", help="Model(s) to compare; repeat."),
+    model: list[str] = typer.Option([DEFAULT_MODEL], "--model", "-m", help="Model(s) to compare; repeat (e.g. openai/clip-vit-base-patch32)."),
     calibration: Optional[list[Path]] = typer.Option(None, help="Calibration file(s), one per model, in --model order."),
     calibrate_on: str = typer.Option("auto", help="Where GR means are fitted: auto, split:NAME, subsets:A,B, or test "
                                                   "(transductive, labelled so). See docs/evaluation.md."),
@@ -218,7 +218,7 @@ def bench(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("mixsearch-demo"), "--out", "-o", help="Where the demo's corpus and indexes go."),
-    model: str = typer.Option("mixclip-flickr8k", "--model", "-m", help="An image-text model."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="An image-text model."),
 ):
     """Offline demo: a mixed corpus of bundled Flickr8k photos, searched plain vs calibrated."""
     from .demo import run_demo
