@@ -101,6 +101,8 @@ def _print_side_by_side(query, relevant, plain, calibrated, log, width=44) -> No
 
 def _cell(hit, relevant, width) -> str:
     star = "*" if hit.id in relevant else " "
-    what = hit.text if hit.text else f"[photo {Path(hit.image).name}]"
     head = f"{hit.rank}.{star}{MARK[hit.modality]:<2} {hit.score:+.2f} "
-    return head + textwrap.shorten(what, width - len(head), placeholder="…").ljust(width - len(head))
+    room = width - len(head)
+    # a file name has no spaces to shorten at: cut it instead
+    what = textwrap.shorten(hit.text, room, placeholder="…") if hit.text else f"[photo {Path(hit.image).stem}]"[:room]
+    return head + what.ljust(room)
