@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from mixsearch import Calibrator, CalibrationError, ModelError, build_index, fit_calibration, load_encoder, open_index
+from mixsearch import Calibrator, CalibrationError, Document, InputError, ModelError, build_index, fit_calibration, load_encoder, open_index
 from mixsearch import encode as encode_module
 
 
@@ -120,3 +120,55 @@ def test_text_model_skips_image_documents(mixed_corpus, tmp_path):
     idx, report = build_index(mixed_corpus, tmp_path / "idx", "all-MiniLM-L6-v2", progress=False, log=lambda m: None)
     assert set(idx.modality) == {"text"} and report.indexed == 5
     assert "cannot encode image" in "\n".join(map(str, report.problems))
+
+
+def test_refuses_to_replace_a_folder_that_is_not_an_index(tiny_clip, mixed_corpus, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    with pytest.raises(InputError, match="not a mixsearch index; refusing to replace it"):
+        build_index(mixed_corpus, precious, str(tiny_clip), progress=False, log=lambda m: None)
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    with pytest.raises(InputError, match="would replace the corpus"):
+        build_index(mixed_corpus.parent, mixed_corpus.parent, str(tiny_clip), progress=False, log=lambda m: None)
+
+
+def test_failed_recalibration_changes_nothing(tiny_clip, mixed_corpus, tmp_path):
+    enc = load_encoder(str(tiny_clip))
+    idx, _ = build_index(mixed_corpus, tmp_path / "idx", enc, calibration="none", progress=False, log=lambda m: None)
+    before = np.array(idx.index.vectors)
+    text_only = Calibrator().fit({"query": enc.encode(["a dog"]), "text": enc.encode(["a cat", "snow"])})
+    with pytest.raises(CalibrationError, match="no 'image' mean"):
+        idx.recalibrate(text_only)
+    again = open_index(tmp_path / "idx")
+    assert again.manifest["calibration"]["method"] == "none" and again.calibrator.method == "none"
+    np.testing.assert_array_equal(again.index.vectors, before)
+    assert not list((tmp_path / "idx").glob("*.new.*"))
+
+
+def test_default_calibration_serves_every_query_kind(tiny_clip, tmp_path):
+    """A folder of photos searched by text, a text corpus searched by a photo; a skipped image."""
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        write_image(tmp_path / "photos" / f"p{i}.png", i)
+    idx, report = build_index(tmp_path / "photos", tmp_path / "a", str(tiny_clip), progress=False, log=lambda m: None)
+    assert "no query, text items here: those stay uncalibrated" in report.summary()
+    assert len(idx.search("a dog", k=2)) == 2
+    docs = [Document("t1", text="hello"), Document("t2", text="world"), Document("t2", text="dup"),
+            Document("i1", image=tmp_path / "missing.png")]
+    idx, report = build_index(docs, tmp_path / "b", str(tiny_clip), progress=False, log=lambda m: None)
+    assert idx.ids == ["t1", "t2"] and report.skipped_ids == ["i1"]
+    assert "duplicate id" in "\n".join(map(str, report.problems))
+    assert idx.search(str(tmp_path / "photos" / "p0.png"), k=1)[0].id in {"t1", "t2"}
+
+
+def test_awkward_text(tiny_clip, tmp_path):
+    from mixsearch.ingest import looks_like_image
+
+    assert not looks_like_image("~5 dogs.jpg") and not looks_like_image("x" * 5000 + ".jpg")
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "a", "text": "caf\\u00e9 \\ud83d"}\n{"id": "b", "text": "fine \\u00e9t\\u00e9"}\n')
+    idx, report = build_index(path, tmp_path / "idx", str(tiny_clip), progress=False, log=lambda m: None)
+    assert idx.ids == ["b"] and "not valid Unicode" in str(report.problems[0])
+    assert idx.search("~5 dogs", k=1)[0].id == "b"
+    assert idx.search_vectors(np.zeros((0, idx.model["dim"]), np.float32)) == []

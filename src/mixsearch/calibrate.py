@@ -84,6 +84,7 @@ class Calibrator:
         self.alpha = alpha
         self.fitted_for: dict[str, str] = {}
         self.provenance: dict = {}  # where the means came from; recorded in calibration files
+        self.zero_roles: set[str] = set()  # roles deliberately left uncalibrated (mean zero)
         self._running: dict[str, RunningMean] = {}
 
     # -- fitting ---------------------------------------------------------------------------
@@ -133,14 +134,17 @@ class Calibrator:
     # -- applying --------------------------------------------------------------------------
 
     def mean(self, role: str, dim: int) -> np.ndarray:
-        """The mean subtracted for ``role`` (zeros for method ``none``)."""
+        """The mean subtracted for ``role`` (zeros for method ``none`` and for ``zero_roles``)."""
         _check_role(role)
-        if self.method == "none":
-            return np.zeros(dim, dtype=np.float32)
         means = self.means_
+        if self.method == "none" or (role in self.zero_roles and role not in means):
+            return np.zeros(dim, dtype=np.float32)
         if role not in means:
             fitted = ", ".join(sorted(means)) or "none"
-            raise CalibrationError(f"no mean fitted for {role!r} (fitted: {fitted}); fit it with {role} items")
+            items = "queries" if role == "query" else f"document {role}s"
+            raise CalibrationError(
+                f"this calibration has no {role!r} mean (fitted: {fitted}); fit one on {items} with "
+                f"'mixsearch calibrate' and apply it with 'mixsearch recalibrate INDEX --calibration FILE'")
         if means[role].shape[0] != dim:
             raise CalibrationError(
                 f"embedding dimension {dim} does not match the calibration's {means[role].shape[0]}"
@@ -190,6 +194,8 @@ class Calibrator:
         others = sum((mask[m].astype(np.float32) for m in arrays if m != "text"), np.zeros(n, np.float32))
         fused = np.zeros(next(iter(shapes)), dtype=np.float32)
         for m, x in arrays.items():
+            if not mask[m].any():
+                continue  # no document has this part: it needs no mean
             if m == "text":
                 # alone, text takes the whole weight; beside other parts, alpha of it
                 w = np.where(others > 0, alpha, 1.0)

@@ -31,6 +31,7 @@ def save_calibration(calibrator: Calibrator, path: str | Path, provenance: dict 
         "counts": json.dumps(calibrator.counts_),
         "dim": str(calibrator.dim_ or ""),
         "provenance": json.dumps(provenance or {}),
+        "zero_roles": json.dumps(sorted(calibrator.zero_roles)),
     }
     if not tensors:  # safetensors wants at least one tensor; the 'none' method has no means
         tensors = {"empty": np.zeros(1, dtype=np.float32)}
@@ -63,6 +64,7 @@ def load_calibration(path: str | Path) -> Calibrator:
             role = key[len("mean."):]
             cal.set_mean(role, value, counts.get(role, 1))
     cal.provenance = json.loads(meta.get("provenance", "{}"))
+    cal.zero_roles = set(json.loads(meta.get("zero_roles", "[]")))
     return cal
 
 

@@ -212,7 +212,7 @@ def bench(
     except (*USER_ERRORS, BenchError) as err:
         _fail(err)
     _say(f"report written to {out}: " + ", ".join(p.name for p in paths.values() if p.parent == out))
-    typer.echo(paths["markdown"].read_text())
+    typer.echo(paths["markdown"].read_text(encoding="utf-8"))
 
 
 @app.command()

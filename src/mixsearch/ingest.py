@@ -137,7 +137,7 @@ def document_from_record(record: dict, base: Path, where: str = "") -> Document:
         if not isinstance(value, str):
             raise InputError(f"'{name}' must be a path string; skipped")
         media[name] = resolve(value, base)
-    text = text if text and text.strip() else None
+    text = check_text(text) if text and text.strip() else None
     if text is None and not media:
         raise InputError("empty document (no text, image, audio or video); skipped")
     return Document(id=doc_id, text=text, where=where, **media)
@@ -211,6 +211,11 @@ def read_items(path: str | Path, modality: str, report: Report = _ignore) -> Ite
             if not isinstance(value, str) or not value.strip():
                 report(Problem(f"{path}:{number}", f"no '{modality}' field; skipped"))
                 continue
+            try:
+                check_text(value)
+            except InputError as err:
+                report(Problem(f"{path}:{number}", str(err)))
+                continue
             yield value if modality == "text" else resolve(value, path.parent)
 
 
@@ -229,6 +234,19 @@ def load_image(path: str | Path):
 
 
 def looks_like_image(query: str) -> bool:
-    """True when a query string names an existing image file."""
-    p = Path(query).expanduser()
-    return p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    """True when a query string names an existing image file (any other string is text)."""
+    if Path(query).suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    try:
+        return Path(query).expanduser().is_file()
+    except (OSError, RuntimeError):  # too long for a file name, no home directory for '~...'
+        return False
+
+
+def check_text(text: str) -> str:
+    """Text must encode as UTF-8 (JSON can carry lone surrogates, e.g. a cut emoji)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(f"text is not valid Unicode at character {err.start} ({err.reason}); skipped") from None
+    return text

@@ -27,11 +27,11 @@ def write_report(result: dict, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "markdown": out / "report.md", "html": out / "cases.html"}
-    paths["json"].write_text(json.dumps(result, indent=1, default=str))
-    paths["markdown"].write_text(markdown(result))
+    paths["json"].write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    paths["markdown"].write_text(markdown(result), encoding="utf-8")
     plots = write_plots(result, out / "plots")
     paths.update({f"plot {i}": p for i, p in enumerate(plots)})
-    paths["html"].write_text(case_study_html(result))
+    paths["html"].write_text(case_study_html(result), encoding="utf-8")
     return paths
 
 

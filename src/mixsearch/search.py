@@ -145,13 +145,20 @@ def build_index(
     """
     started = time.perf_counter()
     out = Path(out)
+    _check_out(out, corpus)
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
     report = BuildReport()
     if isinstance(corpus, (str, Path)):
         docs = list(read_corpus(corpus, report.problems.append))
         corpus_name = str(corpus)
     else:
-        docs, corpus_name = list(corpus), "<documents>"
+        docs, corpus_name, seen = [], "<documents>", set()
+        for d in corpus:
+            if d.id in seen:
+                report.problems.append(Problem(d.where or d.id, "duplicate id; later document skipped", d.id))
+                continue
+            seen.add(d.id)
+            docs.append(d)
     unsupported = [d for d in docs if set(d.parts) - encoder.modalities]
     for d in unsupported:
         missing = ", ".join(sorted(set(d.parts) - encoder.modalities))
@@ -217,6 +224,20 @@ def build_index(
     return MixIndex(out, encoder=encoder), report
 
 
+def _check_out(out: Path, corpus) -> None:
+    """The index folder is replaced whole: never let that be anything but an index."""
+    if isinstance(corpus, (str, Path)):
+        source = Path(corpus).resolve()
+        if source == out.resolve() or out.resolve() in source.parents:
+            raise InputError(f"{out}: the index folder would replace the corpus {corpus}; choose another --out")
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"{out}: exists and is not a folder; choose another --out")
+        is_index = (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()).get("format") == FORMAT
+        if not is_index and any(out.iterdir()):
+            raise InputError(f"{out}: exists and is not a mixsearch index; refusing to replace it (choose another --out)")
+
+
 def _calibration_record(cal: Calibrator, source: str) -> dict:
     return {"method": cal.method, "alpha": cal.alpha, "source": source, "counts": cal.counts_,
             "fitted_for": cal.fitted_for, "provenance": cal.provenance}
@@ -233,12 +254,19 @@ def _calibrator_for(calibration, model: dict, raw, docs, alpha, report) -> tuple
                 block = np.asarray(matrix[start : start + CHUNK])
                 cal.partial_fit(block[np.any(block != 0, axis=1)], m)
         note = "no calibration given: document means were fitted on this corpus"
+        query_mean = "borrowed from the document-text mean"
         if "text" in cal.counts_:
             cal.set_mean("query", cal.means_["text"], cal.counts_["text"])
             note += "; queries borrow the document-text mean (fit a query mean with `mixsearch calibrate --queries`)"
+        else:
+            query_mean = "none (no text documents): text queries are not calibrated"
+        # a role with nothing to fit on stays plain (mean zero), so every query kind still works
+        cal.zero_roles = {"query", "text", "image"} - set(cal.counts_)
+        if cal.zero_roles:
+            note += f"; no {', '.join(sorted(cal.zero_roles))} items here: those stay uncalibrated (mean zero)"
         report.notes.append(note)
         cal.fitted_for = {"name": model["name"], "fingerprint": model["fingerprint"], "dim": str(model["dim"])}
-        cal.provenance = {"fitted_on": "the indexed corpus (document means)", "query_mean": "borrowed from text"}
+        cal.provenance = {"fitted_on": "the indexed corpus (document means)", "query_mean": query_mean}
         source = "corpus"
     elif str(calibration) == "none":
         cal, source = Calibrator("none", alpha), "none"
@@ -396,13 +424,20 @@ class MixIndex:
         docs = [Document(id=i, **{m: self.documents[m][r] for m in MODALITIES}) for r, i in enumerate(self.ids)]
         raw = self.raw()
         cal, source = _calibrator_for(calibration, self.model, raw, docs, alpha, BuildReport())
-        save_calibration(cal, self.folder / "calibration.safetensors", cal.provenance)
-        self.index = None  # release the memory map before the file is replaced
-        tmp = self.folder / "vectors.new.npy"
-        _write_vectors(tmp, cal, raw, docs, self.model["dim"])
-        tmp.replace(self.folder / "vectors.npy")
-        self.manifest["calibration"] = _calibration_record(cal, source)
-        (self.folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+        # write everything new beside the old files, then swap: a failure changes nothing
+        new_cal, new_vectors = self.folder / "calibration.new.safetensors", self.folder / "vectors.new.npy"
+        try:
+            _write_vectors(new_vectors, cal, raw, docs, self.model["dim"])
+            save_calibration(cal, new_cal, cal.provenance)
+        except BaseException:
+            new_vectors.unlink(missing_ok=True)
+            new_cal.unlink(missing_ok=True)
+            raise
+        manifest = {**self.manifest, "calibration": _calibration_record(cal, source)}
+        self.index = None  # release the memory map before its file is replaced
+        new_vectors.replace(self.folder / "vectors.npy")
+        new_cal.replace(self.folder / "calibration.safetensors")
+        (self.folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
         return MixIndex(self.folder, encoder=self._encoder, device=self.device)
 
 
