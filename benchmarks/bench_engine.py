@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,19 +27,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import torch
+    from mixsearch.bench import environment  # the same description every bench report carries
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1), "python": platform.python_version(),
-            "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    return {**environment(), "numpy": np.__version__}
 
 
 def scifact_docs(folder: Path, n: int):
@@ -144,7 +133,7 @@ def main(argv=None) -> None:
 def to_markdown(r: dict) -> str:
     m = r["machine"]
     lines = [f"# Engine benchmark ({r['date']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}, "
+             f"Machine: {m['cpu']}, {m['nproc']} cores, {m['ram']}; Python {m['python']}, "
              f"numpy {m['numpy']}, torch {m['torch']} ({m['torch_threads']} threads).", ""]
     if isinstance(r["indexing"], dict):
         lines += [f"## Indexing throughput — {r['indexing']['corpus']}", "",
