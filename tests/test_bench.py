@@ -245,7 +245,7 @@ def test_captions_settings_1_2_3_end_to_end(tiny_clip, captions, tmp_path):
 
 def test_setting3_numbers_are_the_engine_ranking_scored(tiny_clip, captions, tmp_path):
     """The bench's numbers equal scoring the engine's own search results by hand."""
-    from mixsearch import Document, build_index, load_encoder
+    from mixsearch import build_index, load_encoder
 
     config = cfg(settings=(3,))
     result, _ = B.bench(captions, [str(tiny_clip)], tmp_path / "out", calibrate_on="test", config=config, log=quiet)

@@ -5,7 +5,6 @@ import pytest
 
 from conftest import write_image
 from mixsearch import Calibrator, CalibrationError, Document, InputError, ModelError, build_index, fit_calibration, load_encoder, open_index
-from mixsearch import encode as encode_module
 
 
 def test_transformers_encoders_load_from_folders(tiny_clip, tiny_siglip, tiny_clip_other, tmp_path):

@@ -48,7 +48,7 @@ from .calibrate import Calibrator
 from .calibration_file import load_calibration, save_calibration
 from .encode import Encoder, cache_root, embed, load_encoder
 from .evaluate import DEFAULT_METRICS, evaluate_all, restrict_qrels, run_from_ranking
-from .ingest import Document, InputError, Problem, document_from_record, load_image
+from .ingest import Document, InputError, Problem, document_from_record
 from .render import RenderSettings, render_to_file
 from .search import MixIndex, build_index, fit_calibration
 

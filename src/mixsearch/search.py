@@ -32,7 +32,7 @@ from .calibrate import Calibrator, CalibrationError
 from .calibration_file import load_calibration, save_calibration
 from .encode import Encoder, cache_root, embed, load_encoder
 from .index import ExactIndex, load_index
-from .ingest import MODALITIES, Document, InputError, Problem, load_image, looks_like_image, read_corpus, read_items
+from .ingest import MODALITIES, Document, InputError, Problem, looks_like_image, read_corpus, read_items
 
 FORMAT = "mixsearch-index/1"
 CHUNK = 4096  # documents encoded and written per step: bounds memory, and progress is saved per batch
@@ -169,34 +169,7 @@ def build_index(
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "raw").mkdir(parents=True)
     cache = _cache_for(encoder, cache_dir)
-    modalities = [m for m in MODALITIES if any(getattr(d, m) is not None for d in docs)]
-    ok = np.ones(len(docs), dtype=bool)
-    partial = {m: np.lib.format.open_memmap(staging / "raw" / f"{m}.all.npy", "w+", np.float32, (len(docs), encoder.dim))
-               for m in modalities}
-    for m in modalities:
-        rows = [i for i, d in enumerate(docs) if getattr(d, m) is not None]
-        log(f"encoding {len(rows)} {m} parts with {encoder.name}")
-        for chunk in _batched(rows, CHUNK):
-            items = [getattr(docs[i], m) if m == "text" else str(getattr(docs[i], m)) for i in chunk]
-            where = [f"{docs[i].where or docs[i].id} (document {docs[i].id!r})" for i in chunk]
-            result = embed(encoder, items, m, cache=cache, report=report.problems.append, where=where, progress=progress)
-            partial[m][chunk] = result.vectors
-            ok[np.asarray(chunk)[~result.ok]] = False
-            report.encoded += int(result.ok.sum()) - result.from_cache
-            report.from_cache += result.from_cache
-            report.truncated += int(result.truncated.sum())
-    report.skipped_ids = [d.id for d, good in zip(docs, ok) if not good]
-    keep = np.flatnonzero(ok)
-    docs = [docs[i] for i in keep]
-    raw = {}
-    for m in modalities:  # keep only the documents whose every part encoded
-        path = staging / "raw" / f"{m}.npy"
-        raw[m] = np.lib.format.open_memmap(path, "w+", np.float32, (len(keep), encoder.dim))
-        for start in range(0, len(keep), CHUNK):
-            raw[m][start : start + CHUNK] = partial[m][keep[start : start + CHUNK]]
-        raw[m].flush()
-        del partial[m]
-        (staging / "raw" / f"{m}.all.npy").unlink()
+    docs, raw = _encode_documents(docs, encoder, cache, staging / "raw", report, progress, log)
 
     calibrator, source = _calibrator_for(calibration, encoder.info(), raw, docs, alpha, report)
     save_calibration(calibrator, staging / "calibration.safetensors", calibrator.provenance)
@@ -222,6 +195,38 @@ def build_index(
     _swap_in(staging, out)
     cache.close()
     return MixIndex(out, encoder=encoder), report
+
+
+def _encode_documents(docs, encoder, cache, folder: Path, report: BuildReport, progress, log):
+    """Encode every part of every document into ``folder/<modality>.npy`` (memory-mapped, zero
+    rows where a document lacks the part); keep only the documents whose every part encoded."""
+    modalities = [m for m in MODALITIES if any(getattr(d, m) is not None for d in docs)]
+    ok = np.ones(len(docs), dtype=bool)
+    everything = {}
+    for m in modalities:
+        everything[m] = np.lib.format.open_memmap(folder / f"{m}.all.npy", "w+", np.float32, (len(docs), encoder.dim))
+        rows = [i for i, d in enumerate(docs) if getattr(d, m) is not None]
+        log(f"encoding {len(rows)} {m} parts with {encoder.name}")
+        for chunk in _batched(rows, CHUNK):
+            items = [getattr(docs[i], m) if m == "text" else str(getattr(docs[i], m)) for i in chunk]
+            where = [f"{docs[i].where or docs[i].id} (document {docs[i].id!r})" for i in chunk]
+            result = embed(encoder, items, m, cache=cache, report=report.problems.append, where=where, progress=progress)
+            everything[m][chunk] = result.vectors
+            ok[np.asarray(chunk)[~result.ok]] = False
+            report.encoded += int(result.ok.sum()) - result.from_cache
+            report.from_cache += result.from_cache
+            report.truncated += int(result.truncated.sum())
+    report.skipped_ids = [d.id for d, good in zip(docs, ok) if not good]
+    keep = np.flatnonzero(ok)
+    raw = {}
+    for m in modalities:
+        raw[m] = np.lib.format.open_memmap(folder / f"{m}.npy", "w+", np.float32, (len(keep), encoder.dim))
+        for start in range(0, len(keep), CHUNK):
+            raw[m][start : start + CHUNK] = everything[m][keep[start : start + CHUNK]]
+        raw[m].flush()
+        del everything[m]
+        (folder / f"{m}.all.npy").unlink()
+    return [docs[i] for i in keep], raw
 
 
 def _check_out(out: Path, corpus) -> None:
@@ -376,7 +381,7 @@ class MixIndex:
         if texts is not None:
             parts["text"] = self.encoder.encode(list(texts), "text")
         if images is not None:
-            parts["image"] = self.encoder.encode([load_image(x) if isinstance(x, (str, Path)) else x for x in images], "image")
+            parts["image"] = self.encoder.encode(list(images), "image")  # paths or PIL images
         return self.calibrate_queries(parts)
 
     def calibrate_queries(self, parts: dict[str, np.ndarray]) -> np.ndarray:
