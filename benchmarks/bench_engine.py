@@ -5,7 +5,7 @@
 1. Indexing throughput (documents/second) through ``mixsearch.build_index`` on the first N
    SciFact abstracts, cold (empty embedding cache) and warm (everything cached), for a tiny
    random CLIP (built here) and for all-MiniLM-L6-v2.
-2. Search latency: 100 queries against 100,000 random 512-d documents, ``ExactIndex.search``
+2. Search latency: 100 queries against 100,000 random 512-d documents, ``ExactIndex.search_rows``
    (chunked, bounded memory) against a plain numpy ``Q @ D.T`` + argpartition baseline.
 
 Results go to benchmarks/results/engine.json and engine.md, with the machine they ran on.
@@ -58,11 +58,16 @@ def indexing(docs, model: str, work: Path) -> dict:
     out = {}
     for run in ("cold", "warm"):
         start = time.perf_counter()
-        _, report = build_index(docs, work / "index", encoder, progress=False, log=lambda m: None)
+        _, report = build_index(docs, work / "index", encoder, progress=False)
         seconds = time.perf_counter() - start
-        out[run] = {"documents": report.indexed, "seconds": round(seconds, 2),
-                    "docs_per_second": round(report.indexed / seconds, 1), "encoded": report.encoded,
-                    "from_cache": report.from_cache, "truncated": report.truncated}
+        out[run] = {
+            "documents": report.indexed,
+            "seconds": round(seconds, 2),
+            "docs_per_second": round(report.indexed / seconds, 1),
+            "encoded": report.encoded,
+            "from_cache": report.from_cache,
+            "truncated": report.truncated,
+        }
     return out
 
 
@@ -92,9 +97,13 @@ def search_latency(n_docs=100_000, n_queries=100, dim=512, k=10, repeats=5) -> d
         return min(times), float(np.median(times)), result
 
     base_min, base_med, base_rows = best_of(numpy_baseline)
-    ours_min, ours_med, (_, our_rows) = best_of(lambda: index.search(queries, k))
+    ours_min, ours_med, (_, our_rows) = best_of(lambda: index.search_rows(queries, k))
     return {
-        "documents": n_docs, "queries": n_queries, "dim": dim, "k": k, "repeats": repeats,
+        "documents": n_docs,
+        "queries": n_queries,
+        "dim": dim,
+        "k": k,
+        "repeats": repeats,
         "numpy_q_at_dT_ms": {"best": round(base_min * 1e3, 1), "median": round(base_med * 1e3, 1)},
         "exact_index_ms": {"best": round(ours_min * 1e3, 1), "median": round(ours_med * 1e3, 1)},
         "per_query_ms_exact_index": round(ours_med * 1e3 / n_queries, 3),
@@ -132,25 +141,40 @@ def main(argv=None) -> None:
 
 def to_markdown(r: dict) -> str:
     m = r["machine"]
-    lines = [f"# Engine benchmark ({r['date']})", "",
-             f"Machine: {m['cpu']}, {m['nproc']} cores, {m['ram']}; Python {m['python']}, "
-             f"numpy {m['numpy']}, torch {m['torch']} ({m['torch_threads']} threads).", ""]
+    lines = [
+        f"# Engine benchmark ({r['date']})",
+        "",
+        f"Machine: {m['cpu']}, {m['nproc']} cores, {m['ram']}; Python {m['python']}, "
+        f"numpy {m['numpy']}, torch {m['torch']} ({m['torch_threads']} threads).",
+        "",
+    ]
     if isinstance(r["indexing"], dict):
-        lines += [f"## Indexing throughput — {r['indexing']['corpus']}", "",
-                  "| model | cache | documents | seconds | docs/s |", "|---|---|---:|---:|---:|"]
+        lines += [
+            f"## Indexing throughput — {r['indexing']['corpus']}",
+            "",
+            "| model | cache | documents | seconds | docs/s |",
+            "|---|---|---:|---:|---:|",
+        ]
         for model in ("tiny_random_clip", "all-MiniLM-L6-v2"):
             for run, v in r["indexing"][model].items():
                 lines.append(f"| {model} | {run} | {v['documents']} | {v['seconds']} | {v['docs_per_second']} |")
     else:
         lines.append(f"Indexing: {r['indexing']}")
     s = r["search"]
-    lines += ["", f"## Search latency — {s['queries']} queries, {s['documents']:,} random {s['dim']}-d documents, top-{s['k']}", "",
-              "| method | best ms | median ms |", "|---|---:|---:|",
-              f"| numpy `Q @ D.T` + argpartition | {s['numpy_q_at_dT_ms']['best']} | {s['numpy_q_at_dT_ms']['median']} |",
-              f"| mixsearch ExactIndex (chunked) | {s['exact_index_ms']['best']} | {s['exact_index_ms']['median']} |",
-              "", f"Same top-k as the baseline: {s['same_top_k_as_baseline']}. "
-              f"The baseline materialises a {s['baseline_score_matrix_mib']} MiB score matrix; "
-              "ExactIndex holds at most 64 MiB of scores at a time whatever the corpus size.", ""]
+    lines += [
+        "",
+        f"## Search latency — {s['queries']} queries, {s['documents']:,} random {s['dim']}-d documents, top-{s['k']}",
+        "",
+        "| method | best ms | median ms |",
+        "|---|---:|---:|",
+        f"| numpy `Q @ D.T` + argpartition | {s['numpy_q_at_dT_ms']['best']} | {s['numpy_q_at_dT_ms']['median']} |",
+        f"| mixsearch ExactIndex (chunked) | {s['exact_index_ms']['best']} | {s['exact_index_ms']['median']} |",
+        "",
+        f"Same top-k as the baseline: {s['same_top_k_as_baseline']}. "
+        f"The baseline materialises a {s['baseline_score_matrix_mib']} MiB score matrix; "
+        "ExactIndex holds at most 64 MiB of scores at a time whatever the corpus size.",
+        "",
+    ]
     return "\n".join(lines)
 
 

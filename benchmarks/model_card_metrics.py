@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from mixsearch import Document, build_index, load_calibration, load_encoder
-from mixsearch.calibration_file import shipped_calibration
-from mixsearch.evaluate import evaluate, run_from_ranking
+from mixsearch.calibration import shipped_calibration
+from mixsearch.eval import evaluate, run_from_ranking
 
 HERE = Path(__file__).resolve().parent
 RECALLS = ["recall@1", "recall@5", "recall@10"]
@@ -32,10 +32,10 @@ RECALLS = ["recall@1", "recall@5", "recall@10"]
 
 def retrieval(encoder, docs, queries, query_part, work: Path) -> dict:
     """Recall@K of queries (``{id: text or image path}``) against ``docs``; relevant = same id."""
-    idx, _ = build_index(docs, work, encoder, calibration="none", progress=False, log=lambda m: None)
+    idx, _ = build_index(docs, work, encoder, calibration="none", progress=False)
     ids = list(queries)
-    raw = encoder.encode([queries[i] for i in ids], query_part)
-    hits = idx.search_vectors(idx.calibrate_queries({query_part: raw}), k=10)
+    items = [queries[i] for i in ids]
+    hits = idx.search_batch(**{"texts" if query_part == "text" else "images": items}, k=10)
     run = run_from_ranking({f"q-{i}": [h.id for h in hs] for i, hs in zip(ids, hits)})
     qrels = {f"q-{i}": {i: 1} for i in ids}
     return {m: round(v, 4) for m, v in evaluate(qrels, run, RECALLS).items()}, idx
@@ -71,17 +71,29 @@ def main(argv=None) -> None:
     caption_of = {i: r["captions"][0] for i, r in zip(ids, rows)}
     encoder = load_encoder(args.model)
 
-    t2i, image_idx = retrieval(encoder, [Document(id=i, image=image_of[i]) for i in ids], caption_of, "text",
-                               args.work / "images")
-    i2t, text_idx = retrieval(encoder, [Document(id=i, text=caption_of[i]) for i in ids],
-                              {i: str(p) for i, p in image_of.items()}, "image", args.work / "texts")
+    t2i, image_idx = retrieval(
+        encoder, [Document(id=i, image=image_of[i]) for i in ids], caption_of, "text", args.work / "images"
+    )
+    i2t, text_idx = retrieval(
+        encoder,
+        [Document(id=i, text=caption_of[i]) for i in ids],
+        {i: str(p) for i, p in image_of.items()},
+        "image",
+        args.work / "texts",
+    )
     # raw embeddings as the indexes stored them, aligned by photo id
     images = np.asarray(image_idx.raw()["image"])[[image_idx.ids.index(i) for i in ids]]
     texts = np.asarray(text_idx.raw()["text"])[[text_idx.ids.index(i) for i in ids]]
     cal_path = args.calibration or shipped_calibration(args.model)
-    result = {"model": args.model, "fingerprint": encoder.fingerprint, "photos": len(ids),
-              "pairs": "each dev photo with its first caption",
-              "text_to_image": t2i, "image_to_text": i2t, "gap_plain": gap(images, texts)}
+    result = {
+        "model": args.model,
+        "fingerprint": encoder.fingerprint,
+        "photos": len(ids),
+        "pairs": "each dev photo with its first caption",
+        "text_to_image": t2i,
+        "image_to_text": i2t,
+        "gap_plain": gap(images, texts),
+    }
     if cal_path:
         cal = load_calibration(cal_path)
         cal.check_model(encoder.fingerprint, encoder.name)
@@ -97,17 +109,27 @@ def main(argv=None) -> None:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"## {r['model']} on Flickr8k dev ({r['photos']} photos, {r['pairs']})", "",
-             "| direction | R@1 | R@5 | R@10 |", "|---|---:|---:|---:|"]
+    lines = [
+        f"## {r['model']} on Flickr8k dev ({r['photos']} photos, {r['pairs']})",
+        "",
+        "| direction | R@1 | R@5 | R@10 |",
+        "|---|---:|---:|---:|",
+    ]
     for name, key in (("text → image", "text_to_image"), ("image → text", "image_to_text")):
         v = r[key]
         lines.append(f"| {name} | {v['recall@1']:.3f} | {v['recall@5']:.3f} | {v['recall@10']:.3f} |")
     lines += ["", "| modality gap (raw embeddings) | plain | GR-calibrated |", "|---|---:|---:|"]
     for key in r["gap_plain"]:
         after = r.get("gap_calibrated", {}).get(key)
-        lines.append(f"| {key.replace('_', ' ')} | {r['gap_plain'][key]:.4f} | {'' if after is None else f'{after:.4f}'} |")
-    lines += ["", f"Measured by `benchmarks/model_card_metrics.py` in {r['seconds']} s "
-              "(retrieval scored by pytrec_eval through mixsearch.evaluate; plain = no calibration).", ""]
+        lines.append(
+            f"| {key.replace('_', ' ')} | {r['gap_plain'][key]:.4f} | {'' if after is None else f'{after:.4f}'} |"
+        )
+    lines += [
+        "",
+        f"Measured by `benchmarks/model_card_metrics.py` in {r['seconds']} s "
+        "(retrieval scored by pytrec_eval through mixsearch.eval; plain = no calibration).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -27,10 +27,16 @@ Made by `scripts/make_demo_sample.py --n {n} --seed {seed}`.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--flickr8k", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k")
+    parser.add_argument(
+        "--flickr8k", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
+    )
     parser.add_argument("--n", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src" / "mixsearch" / "data" / "flickr8k_sample")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "src" / "mixsearch" / "data" / "flickr8k_sample",
+    )
     args = parser.parse_args()
 
     records = [json.loads(line) for line in (args.flickr8k / "dev.jsonl").read_text().splitlines() if line.strip()]

@@ -33,10 +33,20 @@ def make_tiny_clip(folder: Path, seed: int = 0, projection_dim: int = 16) -> Pat
 
     torch.manual_seed(seed)
     tokenizer = _bert_tokenizer()
-    text = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=37, num_attention_heads=4,
-                num_hidden_layers=2, max_position_embeddings=24, pad_token_id=0, bos_token_id=101, eos_token_id=102)
-    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                  image_size=32, patch_size=8)
+    text = dict(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=24,
+        pad_token_id=0,
+        bos_token_id=101,
+        eos_token_id=102,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8
+    )
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
@@ -49,10 +59,17 @@ def make_tiny_siglip(folder: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     tokenizer = _bert_tokenizer()
-    text = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=37, num_attention_heads=4,
-                num_hidden_layers=2, max_position_embeddings=16)
-    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                  image_size=32, patch_size=8)
+    text = dict(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=16,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8
+    )
     SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)

@@ -1,26 +1,22 @@
 """The evaluation harness: dataset loaders (MixBench HF layout, BEIR, captions), the three settings
 end to end through the engine on a tiny random CLIP, the report files, and the CLI."""
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import requires_shared, sentence, write_image
 from typer.testing import CliRunner
 
-from mixsearch import load_calibration
-
-from conftest import requires_shared, sentence, write_image
+from mixsearch import UsageError, load_calibration
 from mixsearch import bench as B
+from mixsearch.bench.render import RenderSettings, render, render_to_file, wrap
 from mixsearch.cli import app
-from mixsearch.evaluate import evaluate_all, run_from_ranking
-from mixsearch.render import RenderSettings, render, render_to_file, wrap
+from mixsearch.eval import evaluate_all, run_from_ranking
 
 GRID = (0.0, 0.5, 1.0)
-
-
-def quiet(_):
-    pass
 
 
 def cfg(**kw):
@@ -41,7 +37,10 @@ def captions(tmp_path):
         with (folder / f"{split}.jsonl").open("w") as f:
             for i in range(n):
                 write_image(folder / "images" / f"{split}{i}.png", offset + i)
-                f.write(json.dumps({"image": f"images/{split}{i}.png", "captions": [sentence(rng, 5) for _ in range(5)]}) + "\n")
+                f.write(
+                    json.dumps({"image": f"images/{split}{i}.png", "captions": [sentence(rng, 5) for _ in range(5)]})
+                    + "\n"
+                )
     return folder
 
 
@@ -83,8 +82,13 @@ def mixbench(tmp_path):
             write_image(root / subset / "images" / f"c{i}.jpg", 50 * s + i)
             cid = f"{subset[:2]}c{i}"
             corpus.append({"corpus_id": cid, "text": sentence(rng, 8), "image": f"c{i}.jpg"})
-            mixed.append({"corpus_id": cid, "text": corpus[-1]["text"] if i % 3 != 1 else None,
-                          "image": f"c{i}.jpg" if i % 3 != 0 else None})
+            mixed.append(
+                {
+                    "corpus_id": cid,
+                    "text": corpus[-1]["text"] if i % 3 != 1 else None,
+                    "image": f"c{i}.jpg" if i % 3 != 0 else None,
+                }
+            )
             q = {"query_id": f"{subset[:2]}q{i}", "text": sentence(rng, 4)}
             if subset == "OVEN":
                 write_image(root / subset / "images" / f"q{i}.jpg", 500 + i)
@@ -150,8 +154,15 @@ def test_setting3_mix_is_one_to_one_to_one_and_seeded(captions):
     docs, how = B.mixed_corpus(b, seed=0)
     assert sorted(d.modality for d in docs) == ["image"] * 3 + ["multimodal"] * 3 + ["text"] * 3
     assert "1:1:1" in how
-    assert [d.modality for d in B.mixed_corpus(b, 0)[0]] == [d.modality for d in docs]
-    assert {d.id: d.modality for d in B.mixed_corpus(b, 7)[0]} != {d.id: d.modality for d in docs}
+
+    # the documented rule, recomputed here: sort by sha256(f"{seed}:mix:{id}"), thirds text / image / both
+    def unit(doc_id):
+        return int.from_bytes(hashlib.sha256(f"0:mix:{doc_id}".encode()).digest()[:8], "big") / 2.0**64
+
+    order = sorted((d.id for d in b.corpus), key=unit)
+    expected = {i: "text" for i in order[:3]} | {i: "image" for i in order[3:6]} | {i: "multimodal" for i in order[6:]}
+    assert {d.id: d.modality for d in docs} == expected
+    assert {d.id: d.modality for d in B.mixed_corpus(b, 7)[0]} != expected
 
 
 def test_renderer_wraps_and_is_deterministic(tmp_path):
@@ -179,7 +190,7 @@ def test_calibration_plans(mixbench, captions, beir, tmp_path):
         B.plan_calibration("auto", mixbench, "mixbench", coco, None, ["MSCOCO"])
     plan = B.plan_calibration("auto", mixbench, "mixbench", coco, None, ["MSCOCO", "OVEN"])
     assert plan.kind == "benchmark" and "unified" in plan.description and plan.benchmarks[0].name == "OVEN"
-    with pytest.raises(B.BenchError, match="includes the test subset"):
+    with pytest.raises(UsageError, match="includes the test subset"):
         B.plan_calibration("subsets:MSCOCO", mixbench, "mixbench", coco, None, ["MSCOCO"])
     test = B.plan_calibration("test", mixbench, "mixbench", coco, None, ["MSCOCO"])
     assert test.kind == "test" and "TRANSDUCTIVE" in test.description
@@ -187,7 +198,7 @@ def test_calibration_plans(mixbench, captions, beir, tmp_path):
     caps = B.load_captions(captions)
     plan = B.plan_calibration("auto", captions, "captions", caps, None, [])
     assert plan.benchmarks[0].source["path"].endswith("train.jsonl")
-    with pytest.raises(B.BenchError, match="that is the test split"):
+    with pytest.raises(UsageError, match="that is the test split"):
         B.plan_calibration("split:dev.jsonl", captions, "captions", caps, None, [])
     (captions / "train.jsonl").unlink()
     with pytest.raises(B.BenchError, match="no train.jsonl"):
@@ -203,7 +214,7 @@ def test_calibration_plans(mixbench, captions, beir, tmp_path):
 
 
 def test_captions_settings_1_2_3_end_to_end(tiny_clip, captions, tmp_path):
-    result, paths = B.bench(captions, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1, 2, 3)), log=quiet)
+    result, paths = B.bench(captions, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1, 2, 3)))
     out = tmp_path / "out"
     assert all((out / name).is_file() for name in ("results.json", "report.md", "cases.html"))
     assert sorted(p.name.split("_caps_")[0] for p in out.glob("plots/*.png")) == ["alpha_curve", "u_curve"]
@@ -216,7 +227,10 @@ def test_captions_settings_1_2_3_end_to_end(tiny_clip, captions, tmp_path):
     assert model["calibration"]["counts"] == {"query": 6, "text": 6, "image": 6}  # train.jsonl, not dev
     assert not model["calibration"]["transductive"]
     saved = load_calibration(model["calibration"]["file"])  # the fitted means, reusable at index time
-    assert saved.counts_ == {"query": 6, "text": 6, "image": 6} and saved.fitted_for["fingerprint"] == model["info"]["fingerprint"]
+    assert (
+        saved.counts_ == {"query": 6, "text": 6, "image": 6}
+        and saved.fitted_for["fingerprint"] == model["info"]["fingerprint"]
+    )
     rows = run["rows"]
     s1 = [r for r in rows if r["setting"] == 1]
     assert {r["variant"] for r in s1} == {"plain", "calibrated", "plain+pushdown", "calibrated+pushdown"}
@@ -248,15 +262,15 @@ def test_setting3_numbers_are_the_engine_ranking_scored(tiny_clip, captions, tmp
     from mixsearch import build_index, load_encoder
 
     config = cfg(settings=(3,))
-    result, _ = B.bench(captions, [str(tiny_clip)], tmp_path / "out", calibrate_on="test", config=config, log=quiet)
+    result, _ = B.bench(captions, [str(tiny_clip)], tmp_path / "out", calibrate_on="test", config=config)
     run = result["runs"][0]
     assert run["calibration"]["plan"] == "test"
     assert "TRANSDUCTIVE" in (tmp_path / "out" / "report.md").read_text()
     b = B.load_captions(captions)
     docs, _ = B.mixed_corpus(b, 0)
     enc = load_encoder(str(tiny_clip))
-    idx, _ = build_index(docs, tmp_path / "idx", enc, calibration="none", progress=False, log=quiet)
-    ranking = {q.id: [h.id for h in idx.search(q.text, k=100)] for q in b.queries}
+    idx, _ = build_index(docs, tmp_path / "idx", enc, calibration="none", progress=False)
+    ranking = {q.id: [h.id for h in idx.search(q.text, k=100)] for q in b.queries}  # one query at a time
     expected = evaluate_all(b.qrels, run_from_ranking(ranking))
     plain = next(r for r in run["rows"] if r["variant"] == "plain")
     for metric, value in expected.items():
@@ -264,8 +278,9 @@ def test_setting3_numbers_are_the_engine_ranking_scored(tiny_clip, captions, tmp
 
 
 def test_mixbench_leave_one_out_and_image_text_queries(tiny_clip, mixbench, tmp_path):
-    result, _ = B.bench(mixbench, [str(tiny_clip)], tmp_path / "out", subsets=["MSCOCO", "OVEN"],
-                        config=cfg(settings=(2, 3)), log=quiet)
+    result, _ = B.bench(
+        mixbench, [str(tiny_clip)], tmp_path / "out", subsets=["MSCOCO", "OVEN"], config=cfg(settings=(2, 3))
+    )
     coco, oven = result["runs"]
     assert "OVEN" in coco["calibration"]["description"] and "MSCOCO" in oven["calibration"]["description"]
     s3 = [r for r in oven["rows"] if r["setting"] == 3]
@@ -276,7 +291,7 @@ def test_mixbench_leave_one_out_and_image_text_queries(tiny_clip, mixbench, tmp_
 
 
 def test_screenshot_setting1_on_beir(tiny_clip, beir, tmp_path):
-    result, _ = B.bench(beir, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1,), replace="screenshot"), log=quiet)
+    result, _ = B.bench(beir, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1,), replace="screenshot"))
     run = result["runs"][0]
     model = next(iter(run["models"].values()))
     assert "screenshots of 8 calibration texts" in model["calibration"]["screenshot_image_mean"]
@@ -289,20 +304,48 @@ def test_screenshot_setting1_on_beir(tiny_clip, beir, tmp_path):
 
 def test_text_only_model_refuses_image_settings(beir, tmp_path):
     with pytest.raises(B.BenchError, match="need an image-text model"):
-        B.bench(beir, ["all-MiniLM-L6-v2"], tmp_path / "out", config=cfg(settings=(1,)), log=quiet)
+        B.bench(beir, ["all-MiniLM-L6-v2"], tmp_path / "out", config=cfg(settings=(1,)))
 
 
 def test_cli_bench(tiny_clip, captions, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["bench", str(captions), "--model", str(tiny_clip), "--settings", "1,3", "--p-grid", "0,1",
-                                 "--max-queries", "5", "--out", str(tmp_path / "rep"), "--cases", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(captions),
+            "--model",
+            str(tiny_clip),
+            "--settings",
+            "1,3",
+            "--p-grid",
+            "0,1",
+            "--max-queries",
+            "5",
+            "--out",
+            str(tmp_path / "rep"),
+            "--cases",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rep" / "results.json").is_file() and "Setting 3" in result.output
     data = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert data["config"]["max_queries"] == 5 and data["runs"][0]["rows"][0]["queries"] == 5
     assert all(len(c["queries"]) == 2 for c in data["runs"][0]["cases"])
-    bad = runner.invoke(app, ["bench", str(captions), "--model", str(tiny_clip), "--calibrate-on", "split:dev.jsonl",
-                              "--out", str(tmp_path / "x")])
+    bad = runner.invoke(
+        app,
+        [
+            "bench",
+            str(captions),
+            "--model",
+            str(tiny_clip),
+            "--calibrate-on",
+            "split:dev.jsonl",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert bad.exit_code == 2 and "that is the test split" in bad.output
 
 
@@ -316,3 +359,15 @@ def test_flickr8k_captions_load():
     folder = requires_shared("flickr8k")
     b = B.load_captions(folder, "dev.jsonl")
     assert len(b.queries) == 1000 and all(d.image.is_file() for d in b.corpus[:20])
+
+
+def test_sweeps_search_views_and_never_rewrite_an_index(tiny_clip, captions, tmp_path, monkeypatch):
+    """Settings 1 and 2 build one index per corpus; every p, alpha and variant is a view of it."""
+    from mixsearch.engine import store
+
+    commits = []
+    real = store.commit_generation
+    monkeypatch.setattr(store, "commit_generation", lambda *a, **kw: commits.append(a[0]) or real(*a, **kw))
+    B.bench(captions, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1, 2)))
+    # setting 1: one corpus per p (3), setting 2: one corpus; 4 variants x 3 p + 2 x 3 alpha searched as views
+    assert len(commits) == len(GRID) + 1

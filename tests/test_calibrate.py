@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-
 from conftest import random_unit
-from mixsearch import Calibrator, CalibrationError, load_calibration, save_calibration
+
+from mixsearch import CalibrationError, Calibrator, UsageError, load_calibration, save_calibration
 
 D = 24
 
@@ -13,8 +13,11 @@ D = 24
 def data():
     rng = np.random.default_rng(7)
     # three clusters: the modality gap in miniature
-    return {"query": random_unit(rng, 50, D, 0.8), "text": random_unit(rng, 60, D, 0.5),
-            "image": random_unit(rng, 70, D, -0.7)}
+    return {
+        "query": random_unit(rng, 50, D, 0.8),
+        "text": random_unit(rng, 60, D, 0.5),
+        "image": random_unit(rng, 70, D, -0.7),
+    }
 
 
 def unit(x):
@@ -36,8 +39,12 @@ def test_fused_document_formula(data):
     expected = unit(0.3 * (t - data["text"].mean(0)) + 0.7 * (i - data["image"].mean(0)))
     np.testing.assert_allclose(cal.transform_documents({"text": t, "image": i}), expected, atol=1e-5)
     # alpha given per call overrides; alpha 1 is the text part alone, 0 the image part alone
-    np.testing.assert_allclose(cal.transform_documents({"text": t, "image": i}, alpha=1.0), cal.transform(t, "text"), atol=1e-5)
-    np.testing.assert_allclose(cal.transform_documents({"text": t, "image": i}, alpha=0.0), cal.transform(i, "image"), atol=1e-5)
+    np.testing.assert_allclose(
+        cal.transform_documents({"text": t, "image": i}, alpha=1.0), cal.transform(t, "text"), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        cal.transform_documents({"text": t, "image": i}, alpha=0.0), cal.transform(i, "image"), atol=1e-5
+    )
 
 
 def test_mixed_rows_use_each_documents_own_parts(data):
@@ -45,7 +52,7 @@ def test_mixed_rows_use_each_documents_own_parts(data):
     t, i = data["text"][:3].copy(), data["image"][:3].copy()
     present = {"text": np.array([True, False, True]), "image": np.array([False, True, True])}
     fused = cal.transform_documents({"text": t, "image": i}, present)
-    np.testing.assert_allclose(fused[0], cal.transform(t[:1], "text")[0], atol=1e-5)   # text only
+    np.testing.assert_allclose(fused[0], cal.transform(t[:1], "text")[0], atol=1e-5)  # text only
     np.testing.assert_allclose(fused[1], cal.transform(i[1:2], "image")[0], atol=1e-5)  # image only
     both = unit(0.5 * (t[2] - cal.means_["text"]) + 0.5 * (i[2] - cal.means_["image"]))
     np.testing.assert_allclose(fused[2], both, atol=1e-5)
@@ -62,9 +69,11 @@ def test_none_is_plain_clip(data):
 def test_calibration_closes_the_gap(data):
     """After calibration, query-text and query-image similarities are no longer separated."""
     plain, cal = Calibrator("none"), Calibrator().fit(data)
+
     def gap(c):
         q = c.transform(data["query"], "query")
         return (q @ c.transform(data["text"], "text").T).mean() - (q @ c.transform(data["image"], "image").T).mean()
+
     assert abs(gap(cal)) < 0.05 < abs(gap(plain))
 
 
@@ -82,9 +91,12 @@ def test_streaming_equals_batch(data):
 
 
 def test_save_load_round_trip(tmp_path, data):
-    cal = Calibrator(alpha=0.25).fit(data)
-    cal.fitted_for = {"name": "tiny", "fingerprint": "abc123", "dim": str(D)}
-    path = save_calibration(cal, tmp_path / "cal.safetensors", {"fitted_on": "unit test"})
+    cal = Calibrator(
+        alpha=0.25,
+        fitted_for={"name": "tiny", "fingerprint": "abc123", "dim": str(D)},
+        provenance={"fitted_on": "unit test"},
+    ).fit(data)
+    path = save_calibration(cal, tmp_path / "cal.safetensors")
     back = load_calibration(path)
     assert (back.method, back.alpha, back.counts_, back.fitted_for) == ("mean", 0.25, cal.counts_, cal.fitted_for)
     assert back.provenance == {"fitted_on": "unit test"}
@@ -95,8 +107,7 @@ def test_save_load_round_trip(tmp_path, data):
 
 
 def test_refuses_other_models_and_dimensions(tmp_path, data):
-    cal = Calibrator().fit(data)
-    cal.fitted_for = {"name": "model-a", "fingerprint": "aaaa"}
+    cal = Calibrator(fitted_for={"name": "model-a", "fingerprint": "aaaa"}).fit(data)
     cal.check_model("aaaa")
     with pytest.raises(CalibrationError, match="model-a.*cannot be applied.*model-b"):
         cal.check_model("bbbb", "model-b")
@@ -104,8 +115,10 @@ def test_refuses_other_models_and_dimensions(tmp_path, data):
         cal.transform(np.ones((2, 8), np.float32), "query")
     with pytest.raises(CalibrationError, match="no 'audio' mean .* 'mixsearch calibrate'"):
         cal.transform(np.ones((2, D), np.float32), "audio")
-    with pytest.raises(CalibrationError, match="unknown calibration method"):
+    with pytest.raises(UsageError, match="unknown calibration method"):
         Calibrator("median")
+    with pytest.raises(UsageError, match=r"alpha must be in \[0, 1\], got 1.5"):
+        Calibrator(alpha=1.5)
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(CalibrationError, match="junk.safetensors: not a calibration file"):
         load_calibration(tmp_path / "junk.safetensors")

@@ -20,13 +20,34 @@ def run(*args):
 def test_calibrate_index_search(tiny_clip, mixed_corpus, tmp_path):
     folder = mixed_corpus.parent
     (folder / "q.txt").write_text("a dog\nsnow\n")
-    code, out = run("calibrate", "--model", tiny_clip, "--queries", folder / "q.txt", "--texts", mixed_corpus,
-                    "--images", folder / "img", "--out", tmp_path / "cal.safetensors")
+    code, out = run(
+        "calibrate",
+        "--model",
+        tiny_clip,
+        "--queries",
+        folder / "q.txt",
+        "--texts",
+        mixed_corpus,
+        "--images",
+        folder / "img",
+        "--out",
+        tmp_path / "cal.safetensors",
+    )
     assert code == 0, out
     assert "items per mean: query: 2, text: 10, image: 8" in out
 
-    code, out = run("index", mixed_corpus, "--model", tiny_clip, "--calibration", tmp_path / "cal.safetensors",
-                    "--alpha", "0.4", "--out", tmp_path / "idx")
+    code, out = run(
+        "index",
+        mixed_corpus,
+        "--model",
+        tiny_clip,
+        "--calibration",
+        tmp_path / "cal.safetensors",
+        "--alpha",
+        "0.4",
+        "--out",
+        tmp_path / "idx",
+    )
     assert code == 0, out
     assert "indexed 13 documents" in out and "2 documents skipped" in out and "corrupt.jpg" in out
     assert "1 texts were longer than the model's context" in out
@@ -39,6 +60,8 @@ def test_calibrate_index_search(tiny_clip, mixed_corpus, tmp_path):
 
     code, out = run("search", tmp_path / "idx", folder / "img" / "m3.png", "-k", "1", "--modality", "multimodal")
     assert code == 0 and " m3 " in out
+    code, out = run("search", tmp_path / "idx", "--image", folder / "img" / "i1.png", "-k", "1", "--json")
+    assert code == 0 and json.loads(out)["id"] == "i1"
 
     code, out = run("recalibrate", tmp_path / "idx", "--calibration", "none", "--alpha", "0.5")
     assert code == 0 and "calibration none from none, alpha 0.5" in out
@@ -46,23 +69,85 @@ def test_calibrate_index_search(tiny_clip, mixed_corpus, tmp_path):
     assert json.loads(out)["calibration"]["method"] == "none"
 
 
-def test_user_errors_exit_2_with_a_message(tiny_clip, tiny_clip_other, mixed_corpus, tmp_path):
-    code, out = run("search", tmp_path / "nowhere", "x")
-    assert code == 2 and "not a mixsearch index" in out
-    code, out = run("index", mixed_corpus, "--model", tmp_path / "no-model", "--out", tmp_path / "i")
-    assert code == 2 and "cannot load model" in out
+def test_failed_runs_exit_1_and_usage_errors_exit_2(tiny_clip, tiny_clip_other, mixed_corpus, tmp_path):
+    """Expected failures print 'error: ...' (no traceback) with the documented exit code."""
+    failed = [
+        (("search", tmp_path / "nowhere", "x"), "not a mixsearch index"),
+        (("index", mixed_corpus, "--model", tmp_path / "no-model", "--out", tmp_path / "i"), "cannot load model"),
+        (
+            ("index", mixed_corpus, "--model", tiny_clip, "--device", "cuda:7", "--out", tmp_path / "i"),
+            "CUDA is not available",
+        ),
+    ]
     run("calibrate", "--model", tiny_clip, "--texts", mixed_corpus, "--out", tmp_path / "cal.safetensors")
-    code, out = run("index", mixed_corpus, "--model", tiny_clip_other, "--calibration", tmp_path / "cal.safetensors",
-                    "--out", tmp_path / "i")
-    assert code == 2 and "cannot be applied" in out
+    failed.append(
+        (
+            (
+                "index",
+                mixed_corpus,
+                "--model",
+                tiny_clip_other,
+                "--calibration",
+                tmp_path / "cal.safetensors",
+                "--out",
+                tmp_path / "i",
+            ),
+            "cannot be applied",
+        )
+    )
+    for args, message in failed:
+        code, out = run(*args)
+        assert (code, message in out, "Traceback" in out) == (1, True, False), (args, out)
+
+    code, out = run("index", mixed_corpus, "--model", tiny_clip, "--calibration", "none", "--out", tmp_path / "idx")
+    assert code == 0, out
+    usage = [
+        (
+            ("index", mixed_corpus, "--model", tiny_clip, "--alpha", "1.5", "--out", tmp_path / "j"),
+            "alpha must be in [0, 1]",
+        ),
+        (
+            ("search", tmp_path / "idx", "photos/no-such.jpg"),
+            "no such image file (to search for this as text, use --text)",
+        ),
+        (("search", tmp_path / "idx", "dog", "--image", tmp_path / "nope.png"), "no such image file"),
+        (("search", tmp_path / "idx", "dog", "-k", "0"), "k must be a positive whole number"),
+        (("search", tmp_path / "idx", "dog", "--modality", "pictures"), "unknown modality pictures"),
+        (("search", tmp_path / "idx"), "give a query"),
+        (("bench", mixed_corpus, "--out", tmp_path / "b", "--settings", "4"), "--settings: expected 1, 2 and/or 3"),
+        (("recalibrate", tmp_path / "idx", "--alpha", "-0.1"), "alpha must be in [0, 1]"),
+    ]
+    for args, message in usage:
+        code, out = run(*args)
+        assert (code, message in out, "Traceback" in out) == (2, True, False), (args, out)
+    assert not (tmp_path / "j").exists()  # refused before any work
+    # a text that looks like a file name is searched as text with --text
+    code, out = run("search", tmp_path / "idx", "--text", "photos/no-such.jpg", "-k", "2")
+    assert code == 0 and len(out.strip().splitlines()) == 2, out
 
 
 def test_console_script_runs_as_a_process(tiny_clip, mixed_corpus, tmp_path):
     env = dict(os.environ)
-    cmd = [sys.executable, "-m", "mixsearch", "index", str(mixed_corpus), "--model", str(tiny_clip),
-           "--calibration", "none", "--out", str(tmp_path / "idx")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mixsearch",
+        "index",
+        str(mixed_corpus),
+        "--model",
+        str(tiny_clip),
+        "--calibration",
+        "none",
+        "--out",
+        str(tmp_path / "idx"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([sys.executable, "-m", "mixsearch", "search", str(tmp_path / "idx"), "red ball"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mixsearch", "search", str(tmp_path / "idx"), "red ball"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0 and len(done.stdout.strip().splitlines()) == 10

@@ -1,26 +1,45 @@
 """The README's main command: the offline demo with the bundled model and calibration."""
 
+import math
 import re
 
+import numpy as np
 from typer.testing import CliRunner
 
-from mixsearch import open_index
-from mixsearch.calibration_file import shipped_calibration
+from mixsearch import load_encoder, open_index
+from mixsearch.bench import load_captions
+from mixsearch.calibration import shipped_calibration
 from mixsearch.cli import app
+from mixsearch.demo import SAMPLE
 
 
-def test_demo_runs_offline_and_leaves_searchable_indexes(tmp_path):
+def ndcg10_by_hand(index, queries, relevant):
+    """NDCG@10 with one relevant document per query, from a brute-force ranking of the stored vectors."""
+    encoder = load_encoder("mixclip-flickr8k")
+    q = index.calibrate_queries({"text": encoder.encode([x.text for x in queries])})
+    scores = q @ np.asarray(index.index.vectors).T
+    gains = []
+    for i, query in enumerate(queries):
+        row = index.ids.index(relevant[query.id])
+        rank = int((scores[i] > scores[i, row]).sum()) + 1
+        gains.append(1 / math.log2(rank + 1) if rank <= 10 else 0.0)
+    return float(np.mean(gains))
+
+
+def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     assert shipped_calibration("mixclip-flickr8k") is not None, "the bundled model ships its calibration"
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     out = result.output
     assert out.count("Query:") == 3 and "plain CLIP" in out and "GR-calibrated" in out
     assert "the corpus itself: 50 text, 50 image, 50 image+text" in out
+    bench = load_captions(SAMPLE, seed=0)
+    relevant = {q: next(iter(docs)) for q, docs in bench.qrels.items()}
     for name in ("plain", "calibrated"):
-        ndcg = float(re.search(rf"^\s+{name}\s+([01]\.\d+)\s", out, re.M).group(1))  # the summary row
-        assert 0.0 < ndcg <= 1.0
+        printed = float(re.search(rf"^\s+{name}\s+([01]\.\d+)\s", out, re.M).group(1))  # the summary row
         idx = open_index(tmp_path / "demo" / name)
         assert len(idx) == 150 and idx.manifest["model"]["name"] == "mixclip-flickr8k"
+        assert printed == round(ndcg10_by_hand(idx, bench.queries, relevant), 3)
     cal = open_index(tmp_path / "demo" / "calibrated").manifest["calibration"]
     assert cal["method"] == "mean" and cal["counts"]["query"] >= 5000  # the train-split means, not the corpus
     hits = open_index(tmp_path / "demo" / "calibrated").search("a dog running in the snow", k=5)

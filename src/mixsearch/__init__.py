@@ -5,20 +5,60 @@
     index, report = ms.build_index("corpus.jsonl", "my-index", encoder)   # calibrates on the corpus
     index.search("a dog running on the beach", k=5)
 
-The flow is ingest -> encode -> calibrate -> index -> search -> evaluate, one module each.
+The flow is ingest -> encoders/embedding -> calibration -> index -> engine -> eval/bench, one
+package each, data flowing one way.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
 
-from .calibrate import Calibrator, CalibrationError  # noqa: E402
-from .calibration_file import load_calibration, save_calibration  # noqa: E402
-from .encode import Encoder, ModelError, load_encoder  # noqa: E402
-from .index import ExactIndex, VectorIndexError  # noqa: E402
-from .ingest import Document, InputError, Problem, read_corpus  # noqa: E402
-from .search import BuildReport, Hit, MixIndex, build_index, fit_calibration, open_index  # noqa: E402
+try:
+    __version__ = version("mixsearch")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+from .calibration import Calibrator, fit_calibration, load_calibration, save_calibration  # noqa: E402
+from .encoders import Encoder, load_encoder  # noqa: E402
+from .engine import BuildReport, MixIndex, SearchResults, build_index, open_index  # noqa: E402
+from .errors import (  # noqa: E402
+    BenchError,
+    CalibrationError,
+    InputError,
+    MissingDependencyError,
+    MixsearchError,
+    ModelError,
+    UsageError,
+    VectorIndexError,
+)
+from .index import ExactIndex, Filter, VectorIndex  # noqa: E402
+from .ingest import read_corpus  # noqa: E402
+from .types import Document, Hit, Problem  # noqa: E402
 
 __all__ = [
-    "BuildReport", "Calibrator", "CalibrationError", "Document", "Encoder", "ExactIndex", "Hit",
-    "InputError", "MixIndex", "ModelError", "Problem", "VectorIndexError", "build_index",
-    "fit_calibration", "load_calibration", "load_encoder", "open_index", "read_corpus", "save_calibration",
+    "BenchError",
+    "BuildReport",
+    "CalibrationError",
+    "Calibrator",
+    "Document",
+    "Encoder",
+    "ExactIndex",
+    "Filter",
+    "Hit",
+    "InputError",
+    "MissingDependencyError",
+    "MixIndex",
+    "MixsearchError",
+    "ModelError",
+    "Problem",
+    "SearchResults",
+    "UsageError",
+    "VectorIndex",
+    "VectorIndexError",
+    "__version__",
+    "build_index",
+    "fit_calibration",
+    "load_calibration",
+    "load_encoder",
+    "open_index",
+    "read_corpus",
+    "save_calibration",
 ]

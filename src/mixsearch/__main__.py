@@ -1,3 +1,5 @@
+"""``python -m mixsearch``: the command line."""
+
 from .cli import main
 
 main()

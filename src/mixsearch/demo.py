@@ -10,26 +10,49 @@ shipped beside the model (fitted on the Flickr8k *train* split) — and every qu
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .bench import load_captions, mixed_corpus
-from .calibration_file import shipped_calibration
-from .encode import load_encoder
-from .evaluate import evaluate, run_from_ranking
-from .search import build_index
+from .calibration import shipped_calibration
+from .encoders import load_encoder
+from .engine import build_index
+from .eval import evaluate, run_from_ranking
 
 SAMPLE = Path(__file__).parent / "data" / "flickr8k_sample" / "captions.jsonl"
 DEFAULT_MODEL = "mixclip-flickr8k"
 MARK = {"text": "T", "image": "I", "multimodal": "IT"}
 
+log = logging.getLogger(__name__)
 
-def run_demo(model: str = DEFAULT_MODEL, out: str | Path = "mixsearch-demo", show: int = 3, k: int = 10,
-             seed: int = 0, log: Callable[[str], None] = print) -> dict:
-    """Build both indexes under ``out``, print the comparison, and return its numbers."""
+
+@dataclass
+class DemoResult:
+    """The demo's numbers (``summary``: NDCG@10 and top-10 modality shares per index) and its text."""
+
+    model: str
+    corpus_rule: str
+    queries: int
+    summary: dict
+    seconds: float
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The side-by-side comparison, as the command prints it."""
+        return "\n".join(self.lines)
+
+
+def run_demo(
+    model: str = DEFAULT_MODEL, out: str | Path = "mixsearch-demo", *, show: int = 3, k: int = 10, seed: int = 0
+) -> DemoResult:
+    """Build both indexes under ``out``, search every query in both, and return the comparison."""
     started = time.perf_counter()
+    lines: list[str] = []
+    say = lines.append
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bench = load_captions(SAMPLE, seed=seed)
@@ -43,16 +66,16 @@ def run_demo(model: str = DEFAULT_MODEL, out: str | Path = "mixsearch-demo", sho
     encoder = load_encoder(model)
     calibration = shipped_calibration(model)
     if calibration is None:
-        log(f"note: {model} ships no calibration file; the calibrated index fits document means on this corpus")
-    quiet = lambda _: None  # noqa: E731
+        say(f"note: {model} ships no calibration file; the calibrated index fits document means on this corpus")
+    log.info("indexing %d documents twice (plain, calibrated) with %s", len(docs), model)
     indexes = {
-        "plain": build_index(corpus, out / "plain", encoder, calibration="none", progress=False, log=quiet)[0],
-        "calibrated": build_index(corpus, out / "calibrated", encoder, calibration=calibration, progress=False, log=quiet)[0],
+        "plain": build_index(corpus, out / "plain", encoder, calibration="none", progress=False)[0],
+        "calibrated": build_index(corpus, out / "calibrated", encoder, calibration=calibration, progress=False)[0],
     }
-    raw_queries = encoder.encode([q.text for q in bench.queries], "text")
-    hits = {name: dict(zip((q.id for q in bench.queries),
-                           idx.search_vectors(idx.calibrate_queries({"text": raw_queries}), k)))
-            for name, idx in indexes.items()}
+    texts = [q.text or "" for q in bench.queries]  # every captions query has a text
+    hits = {
+        name: dict(zip((q.id for q in bench.queries), idx.search_batch(texts, k=k))) for name, idx in indexes.items()
+    }
     modality_of = {d.id: d.modality for d in docs}
     summary = {}
     for name, per_query in hits.items():
@@ -62,22 +85,28 @@ def run_demo(model: str = DEFAULT_MODEL, out: str | Path = "mixsearch-demo", sho
         share = {m: top.count(m) / len(top) for m in ("text", "image", "multimodal")}
         summary[name] = {"ndcg@10": ndcg, "top10_share": share}
 
-    log(f"mixsearch demo — {len(docs)} Flickr8k dev photos as a mixed corpus ({rule}),")
-    log(f"model {model}, {len(bench.queries)} queries (a held-out caption of each photo; its one relevant document is that photo's).\n")
+    say(f"mixsearch demo — {len(docs)} Flickr8k dev photos as a mixed corpus ({rule}),")
+    say(
+        f"model {model}, {len(bench.queries)} queries (a held-out caption of each photo; "
+        "its one relevant document is that photo's).\n"
+    )
     for q in _showcase(bench.queries, bench.qrels, modality_of, show):
-        _print_side_by_side(q, bench.qrels[q.id], hits["plain"][q.id][:5], hits["calibrated"][q.id][:5], log)
-    log("                         NDCG@10   share of top-10:  text   image  image+text")
+        _print_side_by_side(q, bench.qrels[q.id], hits["plain"][q.id][:5], hits["calibrated"][q.id][:5], say)
+    say("                         NDCG@10   share of top-10:  text   image  image+text")
     for name, s in summary.items():
         share = s["top10_share"]
-        log(f"  {name:<22} {s['ndcg@10']:.3f}                    {share['text']:>5.0%}  {share['image']:>5.0%}  {share['multimodal']:>6.0%}")
+        say(
+            f"  {name:<22} {s['ndcg@10']:.3f}                    "
+            f"{share['text']:>5.0%}  {share['image']:>5.0%}  {share['multimodal']:>6.0%}"
+        )
     counts = {m: sum(1 for d in docs if d.modality == m) for m in ("text", "image", "multimodal")}
-    log(f"  (the corpus itself: {counts['text']} text, {counts['image']} image, {counts['multimodal']} image+text)")
+    say(f"  (the corpus itself: {counts['text']} text, {counts['image']} image, {counts['multimodal']} image+text)")
     seconds = time.perf_counter() - started
-    log(f"\nDone in {seconds:.0f} s. Indexes: {out / 'plain'} and {out / 'calibrated'}; corpus: {corpus}")
-    log(f'Next: mixsearch search {out / "calibrated"} "a dog jumping into the water"')
-    log(f"      mixsearch search {out / 'calibrated'} {docs[-1].image} --modality text     (an image as the query)")
-    log(f"      mixsearch index your-corpus.jsonl --model {model} --out your-index")
-    return {"model": model, "corpus_rule": rule, "queries": len(bench.queries), "summary": summary, "seconds": seconds}
+    say(f"\nDone in {seconds:.0f} s. Indexes: {out / 'plain'} and {out / 'calibrated'}; corpus: {corpus}")
+    say(f'Next: mixsearch search {out / "calibrated"} "a dog jumping into the water"')
+    say(f"      mixsearch search {out / 'calibrated'} {docs[-1].image} --modality text     (an image as the query)")
+    say(f"      mixsearch index your-corpus.jsonl --model {model} --out your-index")
+    return DemoResult(model, rule, len(bench.queries), summary, seconds, lines)
 
 
 def _showcase(queries, qrels, modality_of, n):

@@ -1,0 +1,259 @@
+"""Report: write what ``bench.run_benchmark`` returns as JSON, Markdown, PNG plots and an HTML
+case-study page (top-5 of plain vs calibrated side by side, with thumbnails, modality, score,
+and the relevant items marked: the GR-CLIP paper's appendix F, for any model).
+
+Files written into the output folder:
+  results.json      every number, with the configuration, calibration provenance and machine
+  report.md         the tables (setting 3: the MixBench table; settings 1 and 2: the curves as tables)
+  plots/*.png       setting 1 NDCG@10-vs-p (the U-curve) and setting 2 NDCG@10-vs-alpha
+  cases.html        the case study; thumbnails are small JPEGs embedded as base64, so the page is
+                    one file that opens anywhere
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import require
+
+MAIN_METRIC = "ndcg@10"
+
+
+def write_report(result: dict, out: str | Path) -> dict[str, Path]:
+    """Write every report file for a bench result (``{"runs": [...], "config": ...}``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "markdown": out / "report.md", "html": out / "cases.html"}
+    paths["json"].write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    paths["markdown"].write_text(markdown(result), encoding="utf-8")
+    plots = write_plots(result, out / "plots")
+    paths.update({f"plot {i}": p for i, p in enumerate(plots)})
+    paths["html"].write_text(case_study_html(result), encoding="utf-8")
+    return paths
+
+
+# -- Markdown -----------------------------------------------------------------------------------
+
+
+def _fmt(x) -> str:
+    return "" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _rows(result: dict) -> list[dict]:
+    return [r for run in result["runs"] for r in run["rows"]]
+
+
+def markdown(result: dict) -> str:
+    """``report.md``: the run's tables (setting 3 as in the paper; settings 1 and 2 as curves)."""
+    cfg = result.get("config", {})
+    env = result.get("environment", {})
+    parts = ["# mixsearch bench report", ""]
+    parts.append(f"- command: `{cfg.get('command', '')}`")
+    parts.append(
+        f"- mixsearch {env.get('mixsearch')}, {env.get('cpu')} ({env.get('nproc')} CPUs), RAM {env.get('ram')}, "
+        f"torch {env.get('torch')}, CUDA: {env.get('cuda') or 'none'}; {env.get('date')}"
+    )
+    parts.append(
+        f"- settings {cfg.get('settings')}, seed {cfg.get('seed')}, depth {cfg.get('depth')}, "
+        f"max queries {cfg.get('max_queries')}, alpha {cfg.get('alpha')}"
+    )
+    parts.append(
+        "- metrics: trec_eval semantics (pytrec_eval): ideal DCG over all judged documents. "
+        "Columns marked *[paper]* are the GR-CLIP paper's variant (sklearn `ndcg_score` on the retrieved "
+        "top-k only, so relevant documents not retrieved are ignored): comparable with the paper's tables, "
+        "never with trec_eval figures."
+    )
+    for run in result["runs"]:
+        ds = run["dataset"]
+        parts += ["", f"## {ds['name']} ({ds.get('kind')})", ""]
+        parts.append(f"- source: `{ds.get('path')}`, revision `{ds.get('revision')}`; rule: {ds.get('rule')}")
+        parts.append(f"- counts: {json.dumps(ds.get('counts'))}")
+        parts.append(f"- calibration: {run['calibration']['description']}")
+        if run["calibration"]["plan"] == "test":
+            parts.append("- **WARNING: the calibration means were fitted on the test data (transductive).**")
+        for model, info in run["models"].items():
+            c = info["calibration"]
+            parts.append(
+                f"- `{model}` (fingerprint {info['info']['fingerprint']}): means from {c['source']}; "
+                f"items per mean {json.dumps(c.get('counts'))}"
+                + (f"; {c['screenshot_image_mean']}" if c.get("screenshot_image_mean") else "")
+            )
+        parts.append(f"- timings (s): {json.dumps(run['timings'])}")
+        rows = run["rows"]
+        s3 = [r for r in rows if r["setting"] == 3]
+        if s3:
+            metrics = list(s3[0]["metrics"])
+            parts += [
+                "",
+                "### Setting 3: mixed corpus",
+                "",
+                f"Corpus: {s3[0].get('corpus_rule')}, {json.dumps(s3[0]['corpus'])}; "
+                f"{s3[0]['queries']} judged queries.",
+                "",
+            ]
+            parts.append(
+                _table(
+                    ["model", "variant", *metrics],
+                    [[r["model"], r["variant"], *[r["metrics"][m] for m in metrics]] for r in s3],
+                )
+            )
+        for setting, key, title in (
+            (1, "p", "Setting 1: text documents replaced with probability p"),
+            (2, "alpha", "Setting 2: image+text documents, text weight alpha"),
+        ):
+            sel = [r for r in rows if r["setting"] == setting]
+            if not sel:
+                continue
+            extra = f" (replacement: {sel[0].get('replace')})" if setting == 1 else ""
+            parts += ["", f"### {title}{extra}", ""]
+            for model in dict.fromkeys(r["model"] for r in sel):
+                mine = [r for r in sel if r["model"] == model]
+                variants = list(dict.fromkeys(r["variant"] for r in mine))
+                grid = list(dict.fromkeys(r[key] for r in mine))
+                table = {(r[key], r["variant"]): r["metrics"] for r in mine}
+                parts += [f"`{model}`, {MAIN_METRIC} (trec_eval; [paper] variant in results.json):", ""]
+                parts.append(
+                    _table(
+                        [key, *variants], [[f"{g:g}", *[table[(g, v)][MAIN_METRIC] for v in variants]] for g in grid]
+                    )
+                )
+                parts.append("")
+    if any(run.get("problems") for run in result["runs"]):
+        parts += ["", "## Problems (first 20 per dataset)", ""]
+        for run in result["runs"]:
+            parts += [f"- {run['dataset']['name']}: {p}" for p in run.get("problems", [])[:20]]
+    parts += ["", "Case study: `cases.html`. Every number: `results.json`.", ""]
+    return "\n".join(parts)
+
+
+# -- plots ----------------------------------------------------------------------------------------
+
+
+def write_plots(result: dict, folder: Path) -> list[Path]:
+    """The setting 1 (U-curve) and setting 2 (alpha) plots as PNG files; returns their paths."""
+    matplotlib = require("matplotlib", "bench", "bench's plots")
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = _rows(result)
+    for setting, key, xlabel, stem in (
+        (1, "p", "p (fraction of text documents replaced)", "u_curve"),
+        (2, "alpha", "alpha (text weight of image+text documents)", "alpha_curve"),
+    ):
+        sel = [r for r in rows if r["setting"] == setting]
+        for dataset in dict.fromkeys(r["dataset"] for r in sel):
+            for model in dict.fromkeys(r["model"] for r in sel if r["dataset"] == dataset):
+                mine = [r for r in sel if r["dataset"] == dataset and r["model"] == model]
+                fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+                for variant in dict.fromkeys(r["variant"] for r in mine):
+                    pts = sorted((r[key], r["metrics"][MAIN_METRIC]) for r in mine if r["variant"] == variant)
+                    style = "--" if "pushdown" in variant else "-"
+                    ax.plot([x for x, _ in pts], [y for _, y in pts], style, marker="o", label=variant)
+                title = f"{dataset} — {Path(model).name}"
+                if setting == 1:
+                    title += f" ({mine[0].get('replace')})"
+                ax.set(xlabel=xlabel, ylabel=f"{MAIN_METRIC} (trec_eval)", title=title, ylim=(0, None))
+                ax.grid(alpha=0.3)
+                ax.legend()
+                fig.tight_layout()
+                path = folder / f"{stem}_{_slug(dataset)}_{_slug(Path(model).name)}.png"
+                fig.savefig(path)
+                plt.close(fig)
+                written.append(path)
+    return written
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))[-60:]
+
+
+# -- HTML case study --------------------------------------------------------------------------
+
+
+def thumbnail(path: str | Path | None, size: int = 112) -> str | None:
+    """A small JPEG of an image file as a data: URI (None when it cannot be read)."""
+    if not path:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=80)
+    except OSError:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222} h1{font-size:1.4em} h2{font-size:1.2em;margin-top:2em}
+.q{border-top:2px solid #999;margin-top:1.5em;padding-top:.5em} .cols{display:flex;gap:1.5em}
+.col{flex:1;min-width:0} .hit{display:flex;gap:.6em;border:2px solid #ddd;border-radius:6px;padding:.4em;margin:.3em 0}
+.hit.rel{border-color:#2a9d3a;background:#effaf0} .meta{font-size:.85em;color:#555} .txt{font-size:.85em}
+.badge{display:inline-block;padding:0 .4em;border-radius:4px;background:#eee;font-size:.8em}
+.rel .badge.r{background:#2a9d3a;color:#fff} img{border-radius:4px}
+"""
+
+
+def _hit_html(hit: dict) -> str:
+    cls = "hit rel" if hit["relevance"] > 0 else "hit"
+    thumb = thumbnail(hit.get("image"))
+    img = f'<img src="{thumb}" alt="{html.escape(hit["id"])}">' if thumb else ""
+    text = f'<div class="txt">{html.escape(hit["text"][:300])}</div>' if hit.get("text") else ""
+    mark = f'<span class="badge r">relevant ({hit["relevance"]})</span>' if hit["relevance"] > 0 else ""
+    return (
+        f'<div class="{cls}">{img}<div><div class="meta">#{hit["rank"]} <b>{html.escape(hit["id"])}</b> '
+        f'<span class="badge">{hit["modality"]}</span> score {hit["score"]:+.4f} {mark}</div>{text}</div></div>'
+    )
+
+
+def case_study_html(result: dict) -> str:
+    """``cases.html``: plain vs calibrated top-5 for the case-study queries, one file."""
+    cfg = result.get("config", {})
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>mixsearch case study</title>"
+        f"<style>{CSS}</style></head><body>",
+        "<h1>Case study: top-5 of plain vs GR-calibrated ranking</h1>",
+        f"<p class='meta'>command: <code>{html.escape(str(cfg.get('command', '')))}</code>. Relevant results are "
+        "framed in green. Scores are cosine similarities after the variant's calibration.</p>",
+    ]
+    for run in result["runs"]:
+        for case in run.get("cases", []):
+            cal = run["models"].get(case["model"], {}).get("calibration", {})
+            parts.append(
+                f"<h2>{html.escape(case['dataset'])} — {html.escape(case['model'])} — {html.escape(case['label'])}</h2>"
+            )
+            parts.append(f"<p class='meta'>calibration: {html.escape(str(cal.get('source')))}</p>")
+            for q in case["queries"]:
+                thumb = thumbnail(q.get("image"))
+                qimg = f'<img src="{thumb}" alt="query image">' if thumb else ""
+                rel = ", ".join(html.escape(d) for d in q["relevant"])
+                parts.append(
+                    f"<div class='q'><div><b>query {html.escape(q['id'])}</b>: "
+                    f"{html.escape(q.get('text') or '')} {qimg}</div>"
+                    f"<div class='meta'>relevant: {rel}</div><div class='cols'>"
+                )
+                for variant in ("plain", "calibrated"):
+                    hits = "".join(_hit_html(h) for h in q[variant]) or "<p>no results</p>"
+                    parts.append(f"<div class='col'><h3>{variant}</h3>{hits}</div>")
+                parts.append("</div></div>")
+    if not any(run.get("cases") for run in result["runs"]):
+        parts.append("<p>No case study in this run.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

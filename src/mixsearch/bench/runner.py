@@ -1,0 +1,262 @@
+"""Running a benchmark: for each dataset (subset) and model, fit the calibration its plan says,
+encode the queries once, run the asked settings, and collect every number for the report.
+
+Everything that ranks goes through the engine (``build_index``, then ``MixIndex.with_calibration``
+views and ``MixIndex.search_batch``): this package builds corpora and query sets, hands them to the
+engine, and turns its hit lists into runs for ``mixsearch.eval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..calibration import Calibrator, save_calibration
+from ..embedding import embed, open_cache
+from ..encoders import Encoder, load_encoder
+from ..engine import MixIndex, build_index
+from ..errors import BenchError
+from ..eval import evaluate_all, restrict_qrels, run_from_ranking
+from ..types import Document, Hit
+from . import settings as _settings
+from .config import BenchConfig
+from .datasets import Benchmark, Query, detect_kind, first_by_hash, load_benchmark
+from .plan import CalibrationPlan, fit_plan, plan_calibration
+
+log = logging.getLogger(__name__)
+
+
+class ModelRun:
+    """One model's queries against corpora built per setting, all through the engine."""
+
+    def __init__(self, encoder: Encoder, bench: Benchmark, cfg: BenchConfig, work: Path):
+        self.encoder, self.bench, self.cfg, self.work = encoder, bench, cfg, work
+        self.problems: list[str] = []
+        self.queries = first_by_hash(bench.queries, cfg.max_queries, cfg.seed, "query", key=lambda q: q.id)
+        self.query_by_id = {q.id: q for q in self.queries}
+        missing = sorted({m for q in self.queries for m in q.parts} - encoder.modalities)
+        if missing:
+            raise BenchError(f"model {encoder.name!r} cannot encode the queries' {', '.join(missing)}")
+        cache = open_cache(encoder, cfg.cache_dir)
+        # raw query embeddings, encoded once per model, grouped by the parts queries have
+        self.raw: dict[tuple[str, ...], tuple[list[str], dict[str, np.ndarray]]] = {}
+        groups: dict[tuple[str, ...], list[Query]] = {}
+        for q in self.queries:
+            groups.setdefault(q.parts, []).append(q)
+        for parts, qs in groups.items():
+            ok = np.ones(len(qs), dtype=bool)
+            arrays = {}
+            for m in parts:
+                items = [getattr(q, m) if m == "text" else str(getattr(q, m)) for q in qs]
+                out = embed(
+                    encoder,
+                    items,
+                    m,
+                    cache=cache,
+                    progress=cfg.progress,
+                    report=lambda p: self.problems.append(f"query: {p}"),
+                )
+                arrays[m], ok = out.vectors, ok & out.ok
+            self.raw[parts] = ([q.id for q, good in zip(qs, ok) if good], {m: a[ok] for m, a in arrays.items()})
+        cache.close()
+
+    def index(self, docs: list[Document], name: str) -> MixIndex:
+        """Index ``docs`` (plain; calibrations are applied as views) under the run's work folder."""
+        idx, report = build_index(
+            docs,
+            self.work / name,
+            self.encoder,
+            calibration="none",
+            alpha=self.cfg.alpha,
+            cache_dir=self.cfg.cache_dir,
+            progress=self.cfg.progress,
+        )
+        self.problems += [f"{name}: {p}" for p in report.problems]
+        return idx
+
+    def rank(self, idx: MixIndex, cal: Calibrator, alpha: float, pushdown: bool = False) -> dict[str, list[Hit]]:
+        """Search ``idx`` under ``cal`` at ``alpha`` (a calibration view: nothing is rewritten):
+        ``{query: [Hit, ...]}``. ``pushdown``: every text hit before every image hit, each part
+        in the engine's order."""
+        view = idx.with_calibration(cal, alpha)
+        depth = self.cfg.depth
+        out: dict[str, list[Hit]] = {}
+        for ids, parts in self.raw.values():
+            if not ids:
+                continue
+            if pushdown:
+                text = view.search_batch(embeddings=parts, k=depth, modality="text")
+                image = view.search_batch(embeddings=parts, k=depth, modality="image")
+                hits = [(t + i)[:depth] for t, i in zip(text, image)]
+            else:
+                hits = list(view.search_batch(embeddings=parts, k=depth))
+            out.update(zip(ids, hits))
+        return out
+
+    def score(self, hits: dict, qrels: dict, per_query: bool = False) -> dict:
+        """trec_eval metrics (and the paper's NDCG) of the hit lists against ``qrels``."""
+        run = run_from_ranking({q: [h.id for h in hs] for q, hs in hits.items()})
+        return evaluate_all(qrels, run, self.cfg.metrics, per_query=per_query)
+
+    def qrels_for(self, idx: MixIndex) -> dict:
+        """The qrels of this run's queries, limited to the documents the index holds."""
+        return restrict_qrels(self.bench.qrels, idx.ids, self.query_by_id)
+
+
+def run_benchmark(
+    bench: Benchmark,
+    models: Sequence[str | Encoder],
+    plan: CalibrationPlan,
+    cfg: BenchConfig,
+    work_dir: str | Path,
+    save_dir: str | Path | None = None,
+) -> dict:
+    """Run the asked settings for every model on one benchmark; returns all numbers and the
+    configuration (``report.write_report`` turns it into JSON, Markdown, plots and HTML).
+    With ``save_dir``, each fitted calibration is saved there for reuse with ``index --calibration``."""
+    started = time.perf_counter()
+    work = Path(work_dir)
+    out: dict = {
+        "dataset": {"name": bench.name, **bench.source, "counts": bench.counts()},
+        "calibration": {"plan": plan.kind, "description": plan.description},
+        "models": {},
+        "rows": [],
+        "cases": [],
+        "timings": {},
+        "problems": [],
+    }
+    if plan.kind == "file" and len(plan.files) not in (1, len(models)):
+        raise BenchError(f"{len(plan.files)} calibration files for {len(models)} models: give one per model, in order")
+    for mi, model in enumerate(models):
+        t0 = time.perf_counter()
+        encoder = (
+            model if isinstance(model, Encoder) else load_encoder(model, device=cfg.device, batch_size=cfg.batch_size)
+        )
+        name = model if isinstance(model, str) else encoder.name  # as the user named it
+        log.info("[%s] model %s (%s)", bench.name, name, encoder.name)
+        if "image" not in encoder.modalities and any(s in (1, 2) for s in cfg.settings):
+            raise BenchError(
+                f"settings 1 and 2 need an image-text model; {name!r} encodes only "
+                f"{', '.join(sorted(encoder.modalities))} (run --settings 3 for a text-only corpus)"
+            )
+        cal, cal_record, cal_screens = fit_plan(encoder, plan, mi, cfg)
+        if save_dir is not None and cal.method != "none":
+            path = Path(save_dir) / f"{_slug(name)}--{_slug(bench.name)}.safetensors"
+            cal_record["file"] = str(save_calibration(cal, path))
+        engine = ModelRun(encoder, bench, cfg, work / "indexes" / _slug(name))
+        out["models"][name] = {"info": encoder.info(), "calibration": cal_record, "queries": len(engine.queries)}
+        for setting in cfg.settings:
+            ts = time.perf_counter()
+            log.info("[%s] %s: setting %s", bench.name, name, setting)
+            rows, cases = _settings.SETTINGS[setting](
+                engine, cal if setting != 1 or cal_screens is None else cal_screens
+            )
+            for r in rows:
+                r.update(dataset=bench.name, model=name, setting=setting)
+            out["rows"] += rows
+            if cases:
+                out["cases"].append({"dataset": bench.name, "model": name, "setting": setting, **cases})
+            out["timings"][f"{name} setting {setting}"] = round(time.perf_counter() - ts, 1)
+        out["problems"] += engine.problems[:200]
+        out["timings"][f"{name} total"] = round(time.perf_counter() - t0, 1)
+    out["timings"]["total"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name).strip("/"))[-80:]
+
+
+def environment() -> dict:
+    """The machine and software a run used."""
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    return {
+        "mixsearch": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "nproc": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "ram": mem,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def bench(
+    dataset: str | Path,
+    models: Sequence[str | Encoder],
+    out: str | Path,
+    *,
+    kind: str = "auto",
+    subsets: Sequence[str] = (),
+    split: str | None = None,
+    revision: str | None = None,
+    calibration_files: Sequence[Path] = (),
+    calibrate_on: str = "auto",
+    config: BenchConfig | None = None,
+    command: str = "",
+    keep_work: bool = False,
+) -> tuple[dict, dict]:
+    """Load the dataset (each subset), plan the calibration, run every setting for every model,
+    and write the report into ``out``. Returns ``(result, written paths)``."""
+    from .report import write_report
+
+    cfg = config or BenchConfig()
+    out = Path(out)
+    kind = detect_kind(dataset) if kind == "auto" else kind
+    if kind == "mixbench" and not subsets:
+        raise BenchError("MixBench needs --subset (MSCOCO, Google_WIT, VisualNews, OVEN; repeat it for several)")
+    runs = []
+    for subset in subsets if kind == "mixbench" else [None]:
+        bench_ = load_benchmark(dataset, kind, subset=subset, split=split, revision=revision, seed=cfg.seed)
+        plan = plan_calibration(
+            calibrate_on, dataset, kind, bench_, split, subsets, calibration_files, revision, cfg.seed
+        )
+        log.info("[%s] %s; calibration: %s", bench_.name, bench_.counts(), plan.description)
+        runs.append(
+            run_benchmark(bench_, models, plan, cfg, out / "work" / _slug(bench_.name), save_dir=out / "calibrations")
+        )
+    config_record = {
+        **cfg.record(),
+        "command": command,
+        "dataset": str(dataset),
+        "kind": kind,
+        "subsets": list(subsets),
+        "split": split,
+        "revision": revision,
+        "calibrate_on": calibrate_on,
+        "calibration_files": [str(p) for p in calibration_files],
+        "models": [m if isinstance(m, str) else m.name for m in models],
+    }
+    result = {"config": config_record, "environment": environment(), "runs": runs}
+    paths = write_report(result, out)
+    if not keep_work:
+        shutil.rmtree(out / "work", ignore_errors=True)
+    return result, paths

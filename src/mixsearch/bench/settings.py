@@ -1,0 +1,182 @@
+"""The GR-CLIP paper's three settings, each a function of one model's run: build the setting's
+corpus, index it through the engine, rank plain and calibrated through calibration views, score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..calibration import Calibrator
+from ..errors import BenchError
+from ..progress import progress_bar
+from ..types import Document
+from .config import BenchConfig
+from .datasets import mixed_corpus, unit
+from .plan import screens_dir
+from .render import render_to_file
+
+if TYPE_CHECKING:
+    from .runner import ModelRun
+
+
+def corpus_counts(docs: Sequence[Document]) -> dict:
+    """How many documents of each modality."""
+    out: dict[str, int] = {}
+    for d in docs:
+        out[d.modality] = out.get(d.modality, 0) + 1
+    return out
+
+
+def _nearest(grid: Sequence[float], value: float) -> float:
+    return min(grid, key=lambda x: (abs(x - value), x))
+
+
+def _case_hits(hits: list, qrels: dict, n: int = 5) -> list[dict]:
+    return [
+        {
+            "rank": h.rank,
+            "id": h.id,
+            "score": round(h.score, 5),
+            "modality": h.modality,
+            "text": (h.text or "")[:400] or None,
+            "image": h.image,
+            "relevance": int(qrels.get(h.id, 0)),
+        }
+        for h in hits[:n]
+    ]
+
+
+def _pick_cases(cfg: BenchConfig, plain: dict, cal: dict, qrels: dict) -> list[str]:
+    if cfg.case_queries:
+        return [q for q in cfg.case_queries if q in plain]
+    judged = sorted((q for q in qrels if q in plain), key=lambda q: unit(cfg.seed, "case", q))
+    differ = [q for q in judged if [h.id for h in plain[q][:1]] != [h.id for h in cal.get(q, [])[:1]]]
+    return (differ + [q for q in judged if q not in differ])[: cfg.n_cases]
+
+
+def _cases(engine: ModelRun, label: str, plain: dict, cal: dict, qrels: dict) -> dict:
+    chosen = _pick_cases(engine.cfg, plain, cal, qrels)
+    queries = []
+    for q in chosen:
+        query = engine.query_by_id[q]
+        queries.append(
+            {
+                "id": q,
+                "text": query.text,
+                "image": str(query.image) if query.image else None,
+                "relevant": {d: r for d, r in qrels.get(q, {}).items() if r > 0},
+                "plain": _case_hits(plain[q], qrels.get(q, {})),
+                "calibrated": _case_hits(cal.get(q, []), qrels.get(q, {})),
+            }
+        )
+    return {"label": label, "queries": queries}
+
+
+def _plain(alpha: float) -> Calibrator:
+    return Calibrator("none", alpha)
+
+
+def _metric_rows(engine: ModelRun, hits: dict, qrels: dict, **fields) -> dict:
+    return {**fields, "queries": len(qrels), "metrics": engine.score(hits, qrels)}
+
+
+def setting1(engine: ModelRun, cal: Calibrator):
+    """Text documents replaced by their image (or screenshot) with probability p."""
+    cfg, bench = engine.cfg, engine.bench
+    if cfg.replace not in ("image", "screenshot"):
+        raise BenchError(f"--replace must be image or screenshot, not {cfg.replace!r}")
+    pool = [d for d in bench.corpus if d.text is not None and (cfg.replace == "screenshot" or d.image is not None)]
+    if not pool:
+        raise BenchError(
+            f"{bench.name}: no documents with text{' and an image' if cfg.replace == 'image' else ''} for setting 1"
+        )
+    if cfg.replace == "screenshot":
+        swap: dict[str, Path | None] = {
+            d.id: render_to_file(d.text, screens_dir(cfg), cfg.render)
+            for d in progress_bar(len(pool), "rendering screenshots", cfg.progress, pool)
+        }
+    else:
+        swap = {d.id: d.image for d in pool}
+    u = {d.id: unit(cfg.seed, "replace", d.id) for d in pool}
+    rows, case = [], None
+    case_p = _nearest(cfg.p_grid, 0.5)
+    for p in cfg.p_grid:
+        docs = [
+            Document(id=d.id, image=swap[d.id], where=d.where)
+            if u[d.id] < p
+            else Document(id=d.id, text=d.text, where=d.where)
+            for d in pool
+        ]
+        idx = engine.index(docs, "setting1")
+        qrels = engine.qrels_for(idx)
+        counts = corpus_counts(docs)
+        results = {}
+        for variant, c in (("plain", _plain(cfg.alpha)), ("calibrated", cal)):
+            hits = engine.rank(idx, c, cfg.alpha)
+            results[variant] = hits
+            rows.append(_metric_rows(engine, hits, qrels, variant=variant, p=p, corpus=counts, replace=cfg.replace))
+            pushed = engine.rank(idx, c, cfg.alpha, pushdown=True)
+            rows.append(
+                _metric_rows(
+                    engine, pushed, qrels, variant=f"{variant}+pushdown", p=p, corpus=counts, replace=cfg.replace
+                )
+            )
+        if p == case_p:
+            case = _cases(engine, f"setting 1, p = {p} ({cfg.replace})", results["plain"], results["calibrated"], qrels)
+    return rows, case
+
+
+def setting2(engine: ModelRun, cal: Calibrator):
+    """Every document image+text; sweep the text weight alpha."""
+    cfg, bench = engine.cfg, engine.bench
+    pool = [d for d in bench.corpus if d.text is not None and d.image is not None]
+    if not pool:
+        raise BenchError(f"{bench.name}: no image+text documents for setting 2")
+    docs = [Document(id=d.id, text=d.text, image=d.image, where=d.where) for d in pool]
+    idx = engine.index(docs, "setting2")
+    qrels = engine.qrels_for(idx)
+    rows, case = [], None
+    case_alpha = _nearest(cfg.alpha_grid, cfg.alpha)
+    for alpha in cfg.alpha_grid:
+        results = {}
+        for variant, c in (("plain", _plain(alpha)), ("calibrated", cal)):
+            hits = engine.rank(idx, c, alpha)
+            results[variant] = hits
+            rows.append(_metric_rows(engine, hits, qrels, variant=variant, alpha=alpha, corpus=corpus_counts(docs)))
+        if alpha == case_alpha:
+            case = _cases(engine, f"setting 2, alpha = {alpha}", results["plain"], results["calibrated"], qrels)
+    return rows, case
+
+
+def setting3(engine: ModelRun, cal: Calibrator):
+    """The mixed corpus (MixBench table): plain vs calibrated."""
+    cfg = engine.cfg
+    docs, how = mixed_corpus(engine.bench, cfg.seed)
+    idx = engine.index(docs, "setting3")
+    kept = set(idx.ids)
+    qrels = engine.qrels_for(idx)
+    counts = corpus_counts([d for d in docs if d.id in kept])
+    rows, results = [], {}
+    for variant, c in (("plain", _plain(cfg.alpha)), ("calibrated", cal)):
+        hits = engine.rank(idx, c, cfg.alpha)
+        results[variant] = hits
+        scored = engine.score(hits, qrels, per_query=True)
+        per_query = scored.pop("per_query")
+        rows.append(
+            {
+                "variant": variant,
+                "alpha": cfg.alpha,
+                "corpus": counts,
+                "corpus_rule": how,
+                "queries": len(qrels),
+                "metrics": scored,
+                "per_query": per_query,
+            }
+        )
+    case = _cases(engine, "setting 3 (mixed corpus)", results["plain"], results["calibrated"], qrels)
+    return rows, case
+
+
+#: setting number -> the function that runs it
+SETTINGS = {1: setting1, 2: setting2, 3: setting3}

@@ -1,0 +1,81 @@
+"""The calibration file: a small safetensors file of per-role means plus metadata.
+
+Tensors ``mean.<role>`` hold the means; the metadata records the method, alpha, the model the
+means belong to (name, fingerprint, dimension), how many items each mean saw, and where they came
+from, so a file can be checked before it is applied.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CalibrationError
+from .core import Calibrator
+
+FORMAT = "mixsearch-calibration/1"
+#: The project's own models; a bundled model's calibration ships beside its folder.
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def save_calibration(calibrator: Calibrator, path: str | Path, *, provenance: dict | None = None) -> Path:
+    """Write a calibration file (``provenance`` defaults to the calibrator's own)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"mean.{role}": np.ascontiguousarray(m, dtype=np.float32) for role, m in calibrator.means_.items()}
+    meta = {
+        "format": FORMAT,
+        "method": calibrator.method,
+        "alpha": repr(calibrator.alpha),
+        "model": json.dumps(calibrator.fitted_for),
+        "counts": json.dumps(calibrator.counts_),
+        "dim": str(calibrator.dim_ or ""),
+        "provenance": json.dumps(calibrator.provenance if provenance is None else provenance),
+        "zero_roles": json.dumps(sorted(calibrator.zero_roles)),
+    }
+    if not tensors:  # safetensors wants at least one tensor; the 'none' method has no means
+        tensors = {"empty": np.zeros(1, dtype=np.float32)}
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def load_calibration(path: str | Path) -> Calibrator:
+    """Read a calibration file; ``calibrator.provenance`` holds what the file says of its origin."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"{path}: no such calibration file")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CalibrationError(f"{path}: not a calibration file ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise CalibrationError(f"{path}: not a mixsearch calibration file (format {meta.get('format')!r})")
+    cal = Calibrator(
+        method=meta["method"],
+        alpha=float(meta.get("alpha", "0.5")),
+        fitted_for=json.loads(meta.get("model", "{}")),
+        provenance=json.loads(meta.get("provenance", "{}")),
+        zero_roles=json.loads(meta.get("zero_roles", "[]")),
+    )
+    counts = json.loads(meta.get("counts", "{}"))
+    for key, value in tensors.items():
+        if key.startswith("mean."):
+            role = key[len("mean.") :]
+            cal.set_mean(role, value, counts.get(role, 1))
+    return cal
+
+
+def shipped_calibration(model: str) -> Path | None:
+    """The calibration file shipped beside a bundled model (``models/<name>.calibration.safetensors``),
+    kept outside the model folder so it never changes the model's weight fingerprint."""
+    path = MODELS_DIR / f"{Path(model).name}.calibration.safetensors"
+    return path if path.is_file() else None

@@ -1,0 +1,12 @@
+"""The ``mixsearch`` command: one module per command, each a thin face over the Python API."""
+
+from . import bench, calibrate, demo, index, info, recalibrate, search  # noqa: F401 - registers the commands
+from ._app import DEFAULT_MODEL, app
+
+
+def main() -> None:
+    """Entry point of ``python -m mixsearch``."""
+    app(prog_name="mixsearch")
+
+
+__all__ = ["DEFAULT_MODEL", "app", "main"]

@@ -1,0 +1,72 @@
+"""The ``mixsearch`` command's app, and the one place errors become messages and exit codes.
+
+Exit codes: 0 success; 1 a run that failed (bad input, a model or index that cannot be used,
+a calibration that does not fit); 2 a usage error (an unknown option, an impossible value, a
+query image that does not exist). Expected failures print ``error: ...`` and no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable
+
+import typer
+
+from ..errors import MixsearchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Mixed modality search with modality-gap calibration (GR-CLIP).",
+)
+
+#: Every command's default model: bundled, so it works offline; pass --model for any HF id or folder.
+DEFAULT_MODEL = "mixclip-flickr8k"
+
+
+class _EchoHandler(logging.Handler):
+    """Library log records to the terminal's stderr (looked up at each record, so test runners
+    that swap streams see them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(self.format(record), err=True)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("mixsearch")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.INFO)  # progress bars follow the log level (mixsearch.progress)
+
+
+def say(message: str) -> None:
+    """A message for the person at the terminal (stderr, so stdout stays for results)."""
+    typer.echo(message, err=True)
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``fn`` as a command; a ``MixsearchError`` it raises becomes ``error: ...`` on
+    stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        _setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except MixsearchError as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return app.command()(run)
+
+
+def floats(text: str, what: str) -> tuple[float, ...]:
+    """Comma-separated numbers, or a usage error naming the option."""
+    from ..errors import UsageError
+
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"{what}: expected comma-separated numbers, got {text!r}") from None

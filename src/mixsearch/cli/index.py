@@ -1,0 +1,42 @@
+"""``mixsearch index``: encode, calibrate and index a corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import DEFAULT_MODEL, command, say
+
+
+@command
+def index(
+    corpus: Path = typer.Argument(..., help="JSON Lines (id, text, image, ...) or a folder of files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to write."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Hugging Face id, local folder or bundled name."),
+    calibration: Optional[str] = typer.Option(
+        None,
+        help="Calibration file; 'shipped' for the means bundled with the model; 'none' for plain CLIP. "
+        "Default: fit document means on this corpus.",
+    ),
+    alpha: float = typer.Option(0.5, help="Weight of the text part of image+text documents."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
+    batch_size: Optional[int] = typer.Option(None, help="Items per encoder batch."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
+) -> None:
+    """Encode, calibrate and index a corpus. Rerun after an interruption: it resumes."""
+    from .. import Calibrator, build_index, load_encoder
+    from ..calibration import shipped_calibration
+    from ..errors import InputError
+
+    Calibrator(alpha=alpha)  # an impossible alpha is a usage error, before anything loads
+    if calibration == "shipped":
+        shipped = shipped_calibration(model)
+        if shipped is None:
+            raise InputError(f"model {model!r} ships no calibration file; fit one with 'mixsearch calibrate'")
+        calibration = str(shipped)
+    encoder = load_encoder(model, device=device, batch_size=batch_size)
+    _, report = build_index(corpus, out, encoder, calibration=calibration, alpha=alpha, cache_dir=cache_dir)
+    say(report.summary())
+    say(f'index written to {out}; search it with: mixsearch search {out} "your query"')

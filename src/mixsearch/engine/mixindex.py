@@ -1,0 +1,308 @@
+"""An index folder opened for search.
+
+``MixIndex`` answers text, image and image+text queries, one at a time (``search``) or in batches
+(``search_batch``), through one path: encode -> calibrate the queries -> vector index -> hits. The
+encoder loads on the first query that needs it. ``with_calibration`` gives a view of the same
+index under another calibration or alpha, computed in memory from the stored raw embeddings;
+``persist`` writes a view to the folder, and ``recalibrate`` does both in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from ..calibration import Calibrator, load_calibration, save_calibration
+from ..encoders import Encoder, load_encoder
+from ..errors import CalibrationError, UsageError
+from ..index import Filter, VectorIndex, build_index_of_kind
+from ..types import MEDIA, Hit
+from . import store
+from .fuse import CalibrationSpec, fuse_documents, presence, resolve_calibration
+
+log = logging.getLogger(__name__)
+
+#: What a query image may be: a path to an image file, or an already loaded image (PIL).
+ImageQuery = Any
+
+
+class SearchResults(Sequence[list[Hit]]):
+    """The hit lists of a batch of queries, in query order (``results[i]`` is query ``i``'s)."""
+
+    def __init__(self, hits: list[list[Hit]]):
+        self.hits = hits
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    @overload
+    def __getitem__(self, i: int) -> list[Hit]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[list[Hit]]: ...
+
+    def __getitem__(self, i):
+        return self.hits[i]
+
+    def __iter__(self) -> Iterator[list[Hit]]:
+        return iter(self.hits)
+
+    def ids(self) -> list[list[str]]:
+        """The document ids of each query's hits, best first."""
+        return [[h.id for h in hits] for hits in self.hits]
+
+    def to_dicts(self) -> list[list[dict]]:
+        """Every hit as a JSON-ready dict, per query."""
+        return [[h.to_dict() for h in hits] for hits in self.hits]
+
+    def __repr__(self) -> str:
+        return f"SearchResults({len(self)} queries, {sum(map(len, self.hits))} hits)"
+
+
+def calibration_record(cal: Calibrator, source: str) -> dict:
+    """How the manifest describes a calibration."""
+    return {
+        "method": cal.method,
+        "alpha": cal.alpha,
+        "source": source,
+        "counts": cal.counts_,
+        "fitted_for": cal.fitted_for,
+        "provenance": cal.provenance,
+    }
+
+
+class MixIndex:
+    """An index folder opened for search (``open_index``); the encoder loads on first use."""
+
+    def __init__(self, folder: str | Path, *, encoder: Encoder | None = None, device: str | None = None):
+        folder = Path(folder)
+        manifest = store.read_manifest(folder)
+        documents = store.read_documents(folder)
+        calibrator = load_calibration(store.calibration_file(folder, manifest))
+        index = store.open_vector_index(folder, manifest, documents)
+        self._setup(folder, manifest, documents, calibrator, index, encoder, device, view=False)
+
+    def _setup(
+        self,
+        folder: Path,
+        manifest: dict,
+        documents: dict[str, list],
+        calibrator: Calibrator,
+        index: VectorIndex,
+        encoder: Encoder | None,
+        device: str | None,
+        view: bool,
+    ) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.documents = documents
+        self.ids: list[str] = documents["id"]
+        self.modality = np.asarray(documents["modality"])
+        self.calibrator = calibrator
+        self.index = index
+        self.device = device
+        self.is_view = view
+        self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
+        self._encoder = encoder
+        self._encoder_lock = threading.Lock()
+        if encoder is not None:
+            self._check_encoder(encoder)
+
+    # -- what it is -------------------------------------------------------------------------
+
+    @property
+    def model(self) -> dict:
+        """The model the index was built with (name, fingerprint, dim, modalities)."""
+        return self.manifest["model"]
+
+    @property
+    def alpha(self) -> float:
+        """The text weight of multimodal documents in this index (or view)."""
+        return float(self.manifest["calibration"]["alpha"])
+
+    @property
+    def encoder(self) -> Encoder:
+        """The index's model, loaded once on first use (thread-safe)."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                encoder = load_encoder(self.model["name"], device=self.device)
+                self._check_encoder(encoder)
+                self._encoder = encoder
+        return self._encoder
+
+    def _check_encoder(self, encoder: Encoder) -> None:
+        if encoder.fingerprint != self.model["fingerprint"] or encoder.dim != self.model["dim"]:
+            raise CalibrationError(
+                f"{self.folder} was built with model {self.model['name']!r} (fingerprint "
+                f"{self.model['fingerprint']}, dim {self.model['dim']}); {encoder.name!r} (fingerprint "
+                f"{encoder.fingerprint}, dim {encoder.dim}) cannot query it"
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        view = ", view" if self.is_view else ""
+        cal = self.manifest["calibration"]
+        return f"MixIndex({str(self.folder)!r}, {len(self)} documents, {cal['method']} alpha={cal['alpha']}{view})"
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def search(
+        self,
+        text: str | None = None,
+        image: ImageQuery | None = None,
+        *,
+        k: int = 10,
+        modality: str | Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """Search with a text, an image (a path or a PIL image), or both (an image+text query).
+
+        ``modality`` keeps only documents of that modality (or those modalities): ``text``,
+        ``image``, ``audio``, ``video`` or ``multimodal``.
+        """
+        if text is not None and not isinstance(text, str):
+            raise UsageError(f"text must be a string, not {type(text).__name__}; pass an image as image=...")
+        return self.search_batch(
+            None if text is None else [text], None if image is None else [image], k=k, modality=modality
+        )[0]
+
+    def search_batch(
+        self,
+        texts: Sequence[str] | None = None,
+        images: Sequence[ImageQuery] | None = None,
+        *,
+        k: int = 10,
+        modality: str | Sequence[str] | None = None,
+        embeddings: Mapping[str, np.ndarray] | None = None,
+    ) -> SearchResults:
+        """Search with many queries at once: texts, images, or both (pairs, same length).
+
+        ``embeddings`` gives raw query embeddings (``{"text": (n, d), "image": (n, d)}``, as the
+        index's encoder makes them) instead of ``texts``/``images``, skipping the encoding.
+        """
+        _check_k(k)
+        Filter.of(modality)  # bad arguments fail before the model loads
+        if embeddings is None:
+            embeddings = self.embed_queries(texts, images)
+        elif texts is not None or images is not None:
+            raise UsageError("give texts/images or their embeddings, not both")
+        return self.search_vectors(self.calibrate_queries(embeddings), k=k, modality=modality)
+
+    def embed_queries(
+        self, texts: Sequence[str] | None = None, images: Sequence[ImageQuery] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Raw (uncalibrated) query embeddings of each part given."""
+        if texts is None and images is None:
+            raise UsageError("empty query: give a text, an image or both")
+        if texts is not None and images is not None and len(texts) != len(images):
+            raise UsageError(f"{len(texts)} texts and {len(images)} images: image+text queries come in pairs")
+        parts = {}
+        if texts is not None:
+            texts = list(texts)
+            for t in texts:
+                if not isinstance(t, str) or not t.strip():
+                    raise UsageError(f"empty or non-text query {t!r}")
+            parts["text"] = self.encoder.encode(texts, "text", progress=False)
+        if images is not None:
+            parts["image"] = self.encoder.encode(list(images), "image", progress=False)
+        return parts
+
+    def calibrate_queries(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Raw query embeddings -> the vectors searched. A text query takes the query mean, an
+        image query the image mean; an image+text query is fused like a document (text part
+        with the query mean)."""
+        if set(parts) == {"text"}:
+            return self.calibrator.transform(parts["text"], role="query")
+        if len(parts) == 1:
+            ((modality, x),) = parts.items()
+            return self.calibrator.transform(x, role=modality)
+        return self.calibrator.transform_documents(parts, roles={"text": "query"}, alpha=self.alpha)
+
+    def search_vectors(
+        self, vectors: np.ndarray, *, k: int = 10, modality: str | Sequence[str] | None = None
+    ) -> SearchResults:
+        """Rank the index for already calibrated query vectors, one hit list per row."""
+        _check_k(k)
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        found = self.index.search(vectors, int(k), Filter.of(modality))
+        return SearchResults(
+            [
+                [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
+                for ids, scores in zip(found.ids, found.scores)
+            ]
+        )
+
+    def _hit(self, rank: int, doc_id: str, score: float) -> Hit:
+        row, d = self._rows[doc_id], self.documents
+        return Hit(rank, doc_id, score, d["modality"][row], d["text"][row], *(d[m][row] for m in MEDIA))
+
+    # -- calibration ------------------------------------------------------------------------
+
+    def raw(self) -> dict[str, np.ndarray]:
+        """The stored raw embeddings of each modality (memory-mapped; zero rows where absent)."""
+        return store.read_raw(self.folder)
+
+    def with_calibration(self, calibration: CalibrationSpec, alpha: float | None = None) -> MixIndex:
+        """This index under another calibration and/or alpha: a view computed in memory from the
+        stored raw embeddings, searchable at once; nothing on disk changes (see ``persist``).
+
+        ``calibration``: a ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None
+        (fit document means on this corpus)."""
+        alpha = self.alpha if alpha is None else alpha
+        Calibrator(alpha=alpha)  # checks alpha before any work
+        raw, present = self.raw(), presence(self.documents)
+        notes: list[str] = []
+        cal, source = resolve_calibration(calibration, self.model, raw, present, alpha, notes)
+        vectors = fuse_documents(cal, alpha, raw, present, len(self), self.model["dim"])
+        index = build_index_of_kind(self.manifest["index"]["kind"], vectors, self.ids, {"modality": self.modality})
+        manifest = {**self.manifest, "calibration": {**calibration_record(cal, source), "notes": notes}}
+        view = object.__new__(MixIndex)
+        view._setup(self.folder, manifest, self.documents, cal, index, self._encoder, self.device, view=True)
+        return view
+
+    def persist(self) -> MixIndex:
+        """Write this view's calibration and vectors into the index folder as its new state (the
+        old state stays until the new one is complete). Returns the index, no longer a view."""
+        if not self.is_view:
+            return self
+        self.manifest = store.commit_generation(
+            self.folder, self.manifest, lambda path: save_calibration(self.calibrator, path), self.index
+        )
+        self.is_view = False
+        log.info("%s: calibration %s, alpha %s written", self.folder, self.calibrator.method, self.alpha)
+        return self
+
+    def recalibrate(self, calibration: CalibrationSpec, alpha: float | None = None) -> MixIndex:
+        """Apply another calibration and/or alpha to this index and its folder, without
+        re-encoding (``with_calibration`` then ``persist``). Returns this index, updated."""
+        view = self.with_calibration(calibration, alpha).persist()
+        self._setup(
+            view.folder,
+            view.manifest,
+            view.documents,
+            view.calibrator,
+            view.index,
+            self._encoder,
+            self.device,
+            view=False,
+        )
+        return self
+
+
+def _check_k(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise UsageError(f"k must be a positive whole number, got {k!r}")
+
+
+def open_index(folder: str | Path, *, encoder: Encoder | str | None = None, device: str | None = None) -> MixIndex:
+    """Open an index folder for search. ``encoder``: an already loaded model (or its name) to
+    use instead of loading the one the index records on the first query."""
+    if isinstance(encoder, str):
+        encoder = load_encoder(encoder, device=device)
+    return MixIndex(folder, encoder=encoder, device=device)

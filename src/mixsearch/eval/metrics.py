@@ -1,0 +1,160 @@
+"""Ranking metrics: qrels and runs in, numbers out. No models, no indexes.
+
+``qrels``: ``{query_id: {doc_id: relevance}}`` (relevance > 0 is relevant; graded gains are linear).
+``run``:   ``{query_id: {doc_id: score}}`` (higher is better).
+
+Two NDCG variants, never mixed up:
+
+- ``evaluate`` — **trec_eval semantics**, computed by pytrec_eval (the trec_eval C code). NDCG@k
+  is DCG of the top k of the run over the *ideal* DCG of the best k documents of the qrels, so a
+  relevant document the run missed still counts in the ideal and lowers the score. Gains are the
+  relevance grades (linear), discounts ``log2(rank + 1)``. trec_eval orders a run by score, ties
+  broken by document id (descending); ``run_from_ranking`` gives scores that keep an engine's own
+  order exactly. Queries are averaged over every query of the qrels with at least one relevant
+  document; a query absent from the run scores 0 (as ``trec_eval -c``), where pytrec_eval on its
+  own would silently leave it out of the mean.
+- ``paper_ndcg`` — **the GR-CLIP paper's variant** (arXiv 2507.19054, its evaluation script):
+  scikit-learn's ``ndcg_score`` applied to the *retrieved top k only* — ``y_true`` is the
+  relevance of the k retrieved documents, ``y_score`` their scores — so its ideal DCG is the best
+  order of what was retrieved and ignores relevant documents that were not retrieved. It is
+  therefore >= the trec_eval figure, equal when every relevant document is within the top k. A
+  query with no relevant document retrieved scores 0. Reported under names ending in ``[paper]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import require
+
+Qrels = Mapping[str, Mapping[str, int]]
+Run = Mapping[str, Mapping[str, float]]
+
+DEFAULT_METRICS = ("ndcg@10", "ndcg@100", "recall@1")
+
+_PATTERNS = {
+    "ndcg": ("ndcg_cut", "ndcg_cut_{k}"),
+    "recall": ("recall", "recall_{k}"),
+    "p": ("P", "P_{k}"),
+    "map": ("map_cut", "map_cut_{k}"),
+}
+
+
+def trec_measure(name: str) -> tuple[str, str]:
+    """Our metric name -> (pytrec_eval measure family, the key it reports).
+
+    ``ndcg@10`` -> ``ndcg_cut_10``; ``recall@1`` -> ``recall_1``; ``p@5`` -> ``P_5``;
+    ``map@100`` -> ``map_cut_100``; ``mrr`` -> ``recip_rank`` (no cut-off); ``map`` -> ``map``.
+    """
+    low = name.lower()
+    if low == "mrr":
+        return "recip_rank", "recip_rank"
+    if low in ("map", "ndcg"):
+        return low, low
+    m = re.fullmatch(r"(ndcg|recall|p|map)@(\d+)", low)
+    if not m:
+        raise ValueError(f"unknown metric {name!r}; use ndcg@K, recall@K, p@K, map@K, map, ndcg or mrr")
+    family, key = _PATTERNS[m.group(1)]
+    k = m.group(2)
+    return f"{family}.{k}", key.format(k=k)
+
+
+def judged_queries(qrels: Qrels) -> list[str]:
+    """Queries with at least one relevant document: the ones a mean is taken over."""
+    return [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]
+
+
+def evaluate(qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS, *, per_query: bool = False) -> dict:
+    """trec_eval numbers (via pytrec_eval): ``{metric: mean}``, plus ``{"per_query": {q: {metric: v}}}``
+    when asked. The mean is over ``judged_queries(qrels)``; a query missing from the run scores 0."""
+    pytrec_eval = require("pytrec_eval", "bench", "scoring with trec_eval semantics")
+
+    queries = judged_queries(qrels)
+    measures = {name: trec_measure(name) for name in metrics}
+    qrels_int = {q: {d: int(r) for d, r in qrels[q].items()} for q in queries}
+    run_float = {q: {d: float(s) for d, s in run[q].items()} for q in queries if q in run and run[q]}
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels_int, {family for family, _ in measures.values()})
+    scored = evaluator.evaluate(run_float) if run_float else {}
+    table = {q: {name: float(scored.get(q, {}).get(key, 0.0)) for name, (_, key) in measures.items()} for q in queries}
+    out: dict = {name: float(np.mean([table[q][name] for q in queries])) if queries else 0.0 for name in metrics}
+    if per_query:
+        out["per_query"] = table
+    return out
+
+
+def paper_ndcg(qrels: Qrels, run: Run, k: int, *, per_query: bool = False):
+    """The paper's NDCG@k: sklearn ``ndcg_score`` over the retrieved top k only (see module doc).
+
+    Returns the mean over ``judged_queries(qrels)`` (a query missing from the run scores 0), or
+    ``(mean, {query: value})`` with ``per_query``.
+    """
+    ndcg_score = require("sklearn.metrics", "bench", "the paper's NDCG variant").ndcg_score
+
+    values = {}
+    for q in judged_queries(qrels):
+        ranked = sorted((run.get(q) or {}).items(), key=lambda kv: -kv[1])[:k]
+        rel = np.array([[float(qrels[q].get(d, 0)) for d, _ in ranked]])
+        score = np.array([[s for _, s in ranked]], dtype=float)
+        if not ranked or rel.sum() <= 0:
+            values[q] = 0.0
+        elif len(ranked) == 1:  # sklearn refuses a single document; the formula gives 1
+            values[q] = 1.0
+        else:
+            values[q] = float(ndcg_score(rel, score, k=k))
+    mean = float(np.mean(list(values.values()))) if values else 0.0
+    return (mean, values) if per_query else mean
+
+
+def paper_metric_name(k: int) -> str:
+    """The name the paper's NDCG@k variant is reported under."""
+    return f"ndcg@{k}[paper]"
+
+
+def evaluate_all(
+    qrels: Qrels, run: Run, metrics: Sequence[str] = DEFAULT_METRICS, *, paper: bool = True, per_query: bool = False
+) -> dict:
+    """trec_eval metrics, plus the paper's NDCG for every ``ndcg@K`` asked (named ``ndcg@K[paper]``)."""
+    out = evaluate(qrels, run, metrics, per_query=per_query)
+    if paper:
+        for name in metrics:
+            m = re.fullmatch(r"ndcg@(\d+)", name.lower())
+            if m:
+                k = int(m.group(1))
+                mean, values = paper_ndcg(qrels, run, k, per_query=True)
+                out[paper_metric_name(k)] = mean
+                if per_query:
+                    for q, v in values.items():
+                        out["per_query"][q][paper_metric_name(k)] = v
+    return out
+
+
+def run_from_ranking(ranking: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+    """``{query: [doc ids, best first]}`` -> a run whose scores (n, n-1, ..., 1) reproduce that
+    order exactly under any evaluator, whatever its tie-breaking. A document listed twice keeps
+    its first (better) place."""
+    run = {}
+    for q, ids in ranking.items():
+        scores: dict[str, float] = {}
+        n = len(ids)
+        for rank, d in enumerate(ids):
+            scores.setdefault(d, float(n - rank))
+        run[q] = scores
+    return run
+
+
+def restrict_qrels(qrels: Qrels, doc_ids: Iterable[str], queries: Iterable[str] | None = None) -> dict:
+    """Qrels limited to documents that exist in a corpus (and to the given queries); queries left
+    with no relevant document drop out."""
+    docs = set(doc_ids)
+    keep = set(queries) if queries is not None else None
+    out = {}
+    for q, rels in qrels.items():
+        if keep is not None and q not in keep:
+            continue
+        r = {d: v for d, v in rels.items() if d in docs}
+        if any(v > 0 for v in r.values()):
+            out[q] = r
+    return out

@@ -1,0 +1,17 @@
+"""Ingest: files on disk -> documents and calibration items (``corpus``); media files -> data (``media``)."""
+
+from .corpus import check_text, document_from_record, read_corpus, read_items, resolve
+from .media import LOADERS, SUFFIXES, load_image, load_media, media_kind
+
+__all__ = [
+    "LOADERS",
+    "SUFFIXES",
+    "check_text",
+    "document_from_record",
+    "load_image",
+    "load_media",
+    "media_kind",
+    "read_corpus",
+    "read_items",
+    "resolve",
+]

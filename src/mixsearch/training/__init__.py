@@ -1,0 +1,1 @@
+"""Training the bundled model (``python -m mixsearch.training``; needs the ``[train]`` extra)."""

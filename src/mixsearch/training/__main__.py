@@ -1,0 +1,5 @@
+"""``python -m mixsearch.training``: train the bundled model."""
+
+from .train import main
+
+main()

@@ -1,0 +1,69 @@
+"""The nouns every stage shares: documents, problems, hits, and the names of modalities and roles."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Every modality a document part can have, in the order fused vectors are built.
+MODALITIES = ("text", "image", "audio", "video")
+#: The modalities stored as media files (everything but text).
+MEDIA = ("image", "audio", "video")
+#: What a document's ``modality`` can be: one of ``MODALITIES``, or ``multimodal`` for several parts.
+DOCUMENT_MODALITIES = (*MODALITIES, "multimodal")
+#: Roles a calibration mean can be fitted for: queries, and each document modality.
+ROLES = ("query", *MODALITIES)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that was skipped or changed while reading or encoding, and where."""
+
+    where: str  # "corpus.jsonl:12" or a path
+    message: str
+    doc_id: str | None = None
+
+    def __str__(self) -> str:
+        who = f" (document {self.doc_id!r})" if self.doc_id is not None else ""
+        return f"{self.where}{who}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A corpus document: any non-empty mix of text and media paths."""
+
+    id: str
+    text: str | None = None
+    image: Path | None = None
+    audio: Path | None = None
+    video: Path | None = None
+    where: str = field(default="", compare=False)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The modalities this document has, in ``MODALITIES`` order."""
+        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
+
+    @property
+    def modality(self) -> str:
+        """``text``, ``image``, ``audio``, ``video``, or ``multimodal`` for several parts."""
+        parts = self.parts
+        return parts[0] if len(parts) == 1 else "multimodal"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the document's rank (from 1), id, cosine score, modality and content."""
+
+    rank: int
+    id: str
+    score: float
+    modality: str
+    text: str | None = None
+    image: str | None = None
+    audio: str | None = None
+    video: str | None = None
+
+    def to_dict(self) -> dict:
+        """The hit as a JSON-ready dict, without empty fields."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
