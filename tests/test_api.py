@@ -169,3 +169,10 @@ def test_version_and_typing_marker():
 
     assert ms.__version__ == version("mixsearch")
     assert (Path(ms.__file__).parent / "py.typed").is_file()
+
+
+def test_is_stale_sees_a_recalibration_from_elsewhere(built):
+    reader = ms.open_index(built.folder)
+    assert not reader.is_stale()
+    ms.open_index(built.folder).recalibrate("none")
+    assert reader.is_stale() and not ms.open_index(built.folder).is_stale()

@@ -22,6 +22,7 @@ class Problem:
     where: str  # "corpus.jsonl:12" or a path
     message: str
     doc_id: str | None = None
+    skipped: bool = True  # False for a note that changed nothing's fate (an unknown field ignored)
 
     def __str__(self) -> str:
         who = f" (document {self.doc_id!r})" if self.doc_id is not None else ""

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..calibration import Calibrator, load_calibration, save_calibration
 from ..encoders import Encoder, load_encoder
-from ..errors import CalibrationError, UsageError
+from ..errors import CalibrationError, MixsearchError, UsageError
 from ..index import Filter, VectorIndex, build_index_of_kind
 from ..types import MEDIA, Hit
 from . import store
@@ -145,6 +145,18 @@ class MixIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def is_stale(self) -> bool:
+        """Whether the folder now holds another state than this object (rebuilt or recalibrated
+        since it was opened); reopen it with ``open_index`` to see the new one."""
+        try:
+            current = store.read_manifest(self.folder)
+        except MixsearchError:
+            return True
+        return (current.get("generation"), current.get("created")) != (
+            self.manifest.get("generation"),
+            self.manifest.get("created"),
+        )
 
     def __repr__(self) -> str:
         view = ", view" if self.is_view else ""

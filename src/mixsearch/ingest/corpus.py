@@ -60,7 +60,7 @@ def _read_jsonl(path: Path, report: Report) -> Iterator[Document]:
                 continue
             unknown = sorted(set(record) - KNOWN_FIELDS)
             if unknown:
-                report(Problem(where, f"unknown field(s) {', '.join(unknown)} ignored", doc.id))
+                report(Problem(where, f"unknown field(s) {', '.join(unknown)} ignored", doc.id, skipped=False))
             if doc.id in seen:
                 report(Problem(where, "duplicate id; later document skipped", doc.id))
                 continue
