@@ -49,7 +49,7 @@ def test_calibrate_index_search(tiny_clip, mixed_corpus, tmp_path):
         tmp_path / "idx",
     )
     assert code == 0, out
-    assert "indexed 13 documents" in out and "2 documents skipped" in out and "corrupt.jpg" in out
+    assert "indexed 13 documents" in out and "4 documents skipped" in out and "corrupt.jpg" in out
     assert "1 texts were longer than the model's context" in out
 
     code, out = run("search", tmp_path / "idx", "dog on the beach", "-k", "4", "--json")

@@ -140,7 +140,7 @@ def test_refuses_to_replace_a_folder_that_is_not_an_index(tiny_clip, mixed_corpu
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
-    with pytest.raises(InputError, match="not a mixsearch index; refusing to replace it"):
+    with pytest.raises(InputError, match="not a mixsearch index; refusing to write into it"):
         build_index(mixed_corpus, precious, str(tiny_clip), progress=False)
     assert (precious / "thesis.txt").read_text() == "years of work"
     with pytest.raises(InputError, match="would replace the corpus"):
@@ -152,7 +152,10 @@ def test_failed_recalibration_changes_nothing(tiny_clip, mixed_corpus, tmp_path)
     idx, _ = build_index(mixed_corpus, tmp_path / "idx", enc, calibration="none", progress=False)
     before = np.array(idx.index.vectors)
     files_before = sorted(p.name for p in (tmp_path / "idx").iterdir())
-    text_only = Calibrator().fit({"query": enc.encode(["a dog"]), "text": enc.encode(["a cat", "snow"])})
+    arrays = {"query": enc.encode(["a dog"]), "text": enc.encode(["a cat", "snow"])}
+    with pytest.raises(CalibrationError, match="does not say which model"):
+        idx.recalibrate(Calibrator().fit(arrays))
+    text_only = Calibrator(fitted_for=enc.info()).fit(arrays)
     with pytest.raises(CalibrationError, match="no 'image' mean"):
         idx.recalibrate(text_only)
     again = open_index(tmp_path / "idx")

@@ -45,6 +45,8 @@ class RunningMean:
             raise CalibrationError(f"expected a 2-D batch of embeddings, got shape {x.shape}")
         if len(x) == 0:
             return
+        if not np.isfinite(x).all():
+            raise CalibrationError("embeddings with NaN or infinite values cannot be averaged into a mean")
         if self.total is None:
             self.total = np.zeros(x.shape[1])
         elif x.shape[1] != self.total.shape[0]:
@@ -124,6 +126,8 @@ class Calibrator:
         _check_role(role)
         if count < 1:
             raise CalibrationError(f"a mean needs a positive item count, got {count} for {role!r}")
+        if np.ndim(mean) != 1 or not np.isfinite(mean).all():
+            raise CalibrationError(f"the {role!r} mean must be a vector of finite numbers (not NaN or infinity)")
         running = RunningMean()
         running.total = np.asarray(mean, dtype=np.float64) * count
         running.count = count

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CalibrationError
+from ..errors import CalibrationError, MixsearchError
 from .core import Calibrator
 
 FORMAT = "mixsearch-calibration/1"
@@ -59,18 +59,20 @@ def load_calibration(path: str | Path) -> Calibrator:
         raise CalibrationError(f"{path}: not a calibration file ({err})") from None
     if meta.get("format") != FORMAT:
         raise CalibrationError(f"{path}: not a mixsearch calibration file (format {meta.get('format')!r})")
-    cal = Calibrator(
-        method=meta["method"],
-        alpha=float(meta.get("alpha", "0.5")),
-        fitted_for=json.loads(meta.get("model", "{}")),
-        provenance=json.loads(meta.get("provenance", "{}")),
-        zero_roles=json.loads(meta.get("zero_roles", "[]")),
-    )
-    counts = json.loads(meta.get("counts", "{}"))
-    for key, value in tensors.items():
-        if key.startswith("mean."):
-            role = key[len("mean.") :]
-            cal.set_mean(role, value, counts.get(role, 1))
+    try:  # a crafted or damaged file must fail here, naming it, not later in a search
+        cal = Calibrator(
+            method=meta["method"],
+            alpha=float(meta.get("alpha", "0.5")),
+            fitted_for=json.loads(meta.get("model", "{}")),
+            provenance=json.loads(meta.get("provenance", "{}")),
+            zero_roles=json.loads(meta.get("zero_roles", "[]")),
+        )
+        counts = json.loads(meta.get("counts", "{}"))
+        for key, value in tensors.items():
+            if key.startswith("mean."):
+                cal.set_mean(key[len("mean.") :], value, int(counts.get(key[len("mean.") :], 1)))
+    except (MixsearchError, KeyError, TypeError, ValueError) as err:
+        raise CalibrationError(f"{path}: unusable calibration file ({err})") from None
     return cal
 
 

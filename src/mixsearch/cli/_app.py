@@ -7,8 +7,10 @@ query image that does not exist). Expected failures print ``error: ...`` and no 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import typer
@@ -34,11 +36,19 @@ class _EchoHandler(logging.Handler):
         typer.echo(self.format(record), err=True)
 
 
-def _setup_logging() -> None:
+@contextlib.contextmanager
+def _logging_to_terminal() -> Iterator[None]:
+    """INFO and above to stderr while a command runs (progress bars follow the level: mixsearch.progress);
+    restored afterwards, so a command run inside another program leaves its logging as it was."""
     logger = logging.getLogger("mixsearch")
-    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
-        logger.addHandler(_EchoHandler())
-    logger.setLevel(logging.INFO)  # progress bars follow the log level (mixsearch.progress)
+    handler, level = _EchoHandler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def say(message: str) -> None:
@@ -52,9 +62,9 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        _setup_logging()
         try:
-            return fn(*args, **kwargs)
+            with _logging_to_terminal():
+                return fn(*args, **kwargs)
         except MixsearchError as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(err.exit_code) from None

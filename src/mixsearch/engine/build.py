@@ -26,7 +26,7 @@ from ..index import build_index_of_kind, index_kind
 from ..ingest import read_corpus
 from ..types import DOCUMENT_MODALITIES, MODALITIES, Document, Problem
 from . import store
-from .fuse import CHUNK, CalibrationSpec, fuse_documents, resolve_calibration
+from .fuse import CHUNK, CalibrationSpec, fuse_documents, prepare_calibration, require_roles, resolve_calibration
 from .mixindex import MixIndex, calibration_record
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class BuildReport:
     encoded: int = 0
     from_cache: int = 0
     truncated: int = 0
+    skipped: int = 0  # documents (and corpus lines) left out, for any reason
     problems: list[Problem] = field(default_factory=list)
     skipped_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -53,12 +54,17 @@ class BuildReport:
         ]
         if self.truncated:
             lines.append(f"{self.truncated} texts were longer than the model's context and were truncated")
-        if self.skipped_ids or self.problems:
-            lines.append(f"{len(self.skipped_ids)} documents skipped; {len(self.problems)} problems:")
-            lines += [f"  - {p}" for p in self.problems[:50]]
-            if len(self.problems) > 50:
-                lines.append(f"  ... and {len(self.problems) - 50} more (all are in manifest.json)")
-        return "\n".join(lines + self.notes)
+        return "\n".join(lines + self.problem_lines() + self.notes)
+
+    def problem_lines(self, most: int = 50) -> list[str]:
+        """How many documents were skipped, and each problem (the first ``most``)."""
+        if not (self.skipped or self.problems):
+            return []
+        lines = [f"{self.skipped} documents skipped; {len(self.problems)} problems:"]
+        lines += [f"  - {p}" for p in self.problems[:most]]
+        if len(self.problems) > most:
+            lines.append(f"  ... and {len(self.problems) - most} more (all are in manifest.json)")
+        return lines
 
 
 def build_index(
@@ -78,82 +84,130 @@ def build_index(
     ``calibration``: a ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None to
     fit document means on this corpus (the query mean then borrows the text mean).
     ``kind``: the vector index kind (see ``mixsearch.index.INDEX_KINDS``).
-    Rerunning an interrupted build resumes from the embedding cache.
+
+    Everything that can be checked is checked before encoding (the folder, alpha, the kind, the
+    calibration against the model and the corpus's modalities). The build writes a new generation
+    into ``out`` and commits it with one rename, holding the folder's write lock: a failed or
+    interrupted build leaves the previous index as it was, and a rerun resumes from the cache.
     """
     started = time.perf_counter()
     out = Path(out)
-    _check_out(out, corpus)
-    index_kind(kind)  # an unknown kind fails before any encoding
+    store.check_out_folder(out, corpus)
+    index_kind(kind)  # an unknown kind fails before any work
     Calibrator(alpha=alpha)  # so does an impossible alpha
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
-    report = BuildReport()
-    docs, corpus_name = _read(corpus, report)
-    unsupported = [d for d in docs if set(d.parts) - encoder.modalities]
-    for d in unsupported:
-        missing = ", ".join(sorted(set(d.parts) - encoder.modalities))
-        report.problems.append(
-            Problem(d.where or d.id, f"model {encoder.name!r} cannot encode {missing}; skipped", d.id)
-        )
-    docs = [d for d in docs if not set(d.parts) - encoder.modalities]
+    prepared, source = prepare_calibration(calibration, encoder.info(), alpha)
+    existed = out.exists()
+    with store.writing(out):
+        current = store.read_manifest(out) if store.is_index(out) else None
+        generation = store.next_generation(current)
+        files = {role: out / name for role, name in store.generation_files(generation).items()}
+        fused_path = out / f"fused-{generation}.npy"
+        store.clear([*files.values(), fused_path])  # orphans of a build that died at this generation
+        store.remove_leftovers_of_0_1(out)
+        try:
+            report = BuildReport()
+            docs, corpus_name = _read(corpus, report, encoder)
+            if not docs:
+                raise InputError("\n".join([f"{corpus_name}: no documents to index", *report.problem_lines(10)]))
+            if prepared is not None:  # a missing mean fails now, not after hours of encoding
+                require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim)
+            files["raw"].mkdir()
+            cache = open_cache(encoder, cache_dir)
+            try:
+                docs, raw = _encode_documents(docs, encoder, cache, files["raw"], report, progress)
+            finally:
+                cache.close()
+            report.skipped += len(report.skipped_ids)
+            if not docs:
+                raise InputError("\n".join([f"{corpus_name}: no documents to index", *report.problem_lines(10)]))
+            present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
+            if prepared is None:  # fit on this corpus, now that it is encoded
+                calibrator, source = resolve_calibration(None, encoder.info(), raw, present, alpha, report.notes)
+            else:
+                calibrator = prepared
+            # fused into a memory map, so a large corpus never needs its vectors in RAM at once
+            fused = np.lib.format.open_memmap(fused_path, "w+", np.float32, (len(docs), encoder.dim))
+            fuse_documents(calibrator, alpha, raw, present, len(docs), encoder.dim, out=fused)
+            ids = [d.id for d in docs]
+            index = build_index_of_kind(kind, fused, ids, {"modality": np.array([d.modality for d in docs])})
+            store.write_documents(files["documents"], docs)
+            save_calibration(calibrator, files["calibration"])
+            index.save(files["index"])
+            del index, fused
+            fused_path.unlink()
+            report.indexed = len(docs)
+            report.seconds = time.perf_counter() - started
+            record = _manifest(corpus_name, encoder, kind, calibrator, source, docs, report)
+            manifest = store.record_files(record, generation)
+            manifest["integrity"] = {"ids_sha256": store.ids_checksum(ids)}
+            store.commit(out, manifest, list(files.values()))
+        except BaseException:
+            store.clear([*files.values(), fused_path])  # the previous generation, if any, is untouched
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+    log.info("indexed %d documents into %s", len(docs), out)
+    return MixIndex(out, encoder=encoder), report
 
-    staging = out.with_name(out.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / store.RAW).mkdir(parents=True)
-    cache = open_cache(encoder, cache_dir)
-    try:
-        docs, raw = _encode_documents(docs, encoder, cache, staging / store.RAW, report, progress)
-    finally:
-        cache.close()
-    present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
-    calibrator, source = resolve_calibration(calibration, encoder.info(), raw, present, alpha, report.notes)
-    # fused into a memory map, so a large corpus never needs its vectors in RAM at once
-    fused = (
-        np.lib.format.open_memmap(staging / "fused.npy", "w+", np.float32, (len(docs), encoder.dim))
-        if docs
-        else np.zeros((0, encoder.dim), np.float32)
-    )
-    vectors = fuse_documents(calibrator, alpha, raw, present, len(docs), encoder.dim, out=fused)
-    index = build_index_of_kind(kind, vectors, [d.id for d in docs], {"modality": np.array([d.modality for d in docs])})
-    store.write_documents(staging / store.DOCUMENTS, docs)
-    report.indexed = len(docs)
-    report.seconds = time.perf_counter() - started
-    manifest = {
+
+def _manifest(
+    corpus_name: str,
+    encoder: Encoder,
+    kind: str,
+    calibrator: Calibrator,
+    source: str,
+    docs: list[Document],
+    report: BuildReport,
+) -> dict:
+    return {
         "format": store.FORMAT,
         "mixsearch": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         "corpus": corpus_name,
         "model": encoder.info(),
+        "index": {"kind": kind},
         "calibration": calibration_record(calibrator, source),
         "documents": {"total": len(docs), **{m: sum(d.modality == m for d in docs) for m in DOCUMENT_MODALITIES}},
         "build": {
             "encoded": report.encoded,
             "from_cache": report.from_cache,
             "truncated": report.truncated,
+            "skipped": report.skipped,
             "seconds": round(report.seconds, 2),
             "skipped_ids": report.skipped_ids,
             "problems": [str(p) for p in report.problems],
             "notes": report.notes,
         },
     }
-    store.commit_generation(staging, manifest, lambda path: save_calibration(calibrator, path), index)
-    del index, vectors, fused
-    (staging / "fused.npy").unlink(missing_ok=True)
-    _swap_in(staging, out)
-    log.info("indexed %d documents into %s", len(docs), out)
-    return MixIndex(out, encoder=encoder), report
 
 
-def _read(corpus: str | Path | Sequence[Document], report: BuildReport) -> tuple[list[Document], str]:
+def _read(corpus: str | Path | Sequence[Document], report: BuildReport, encoder: Encoder) -> tuple[list[Document], str]:
+    """The corpus's documents that this model can encode; everything else reported and counted as skipped."""
     if isinstance(corpus, (str, Path)):
-        return list(read_corpus(corpus, report.problems.append)), str(corpus)
-    docs, seen = [], set()
-    for d in corpus:
-        if d.id in seen:
-            report.problems.append(Problem(d.where or d.id, "duplicate id; later document skipped", d.id))
-            continue
-        seen.add(d.id)
-        docs.append(d)
-    return docs, "<documents>"
+        docs, name = list(read_corpus(corpus, report.problems.append)), str(corpus)
+    else:
+        docs, name, seen = [], "<documents>", set()
+        for d in corpus:
+            if d.id in seen:
+                report.problems.append(Problem(d.where or d.id, "duplicate id; later document skipped", d.id))
+                continue
+            seen.add(d.id)
+            docs.append(d)
+    report.skipped = sum(p.skipped for p in report.problems)  # lines and documents dropped while reading
+    kept = []
+    for d in docs:
+        missing = set(d.parts) - encoder.modalities
+        if missing:
+            report.problems.append(
+                Problem(
+                    d.where or d.id, f"model {encoder.name!r} cannot encode {', '.join(sorted(missing))}; skipped", d.id
+                )
+            )
+            report.skipped += 1
+        else:
+            kept.append(d)
+    return kept, name
 
 
 def _encode_documents(
@@ -197,27 +251,3 @@ def _encode_documents(
         del everything[m]
         (folder / f"{m}.all.npy").unlink()
     return [docs[i] for i in keep], raw
-
-
-def _check_out(out: Path, corpus: object) -> None:
-    """The index folder is replaced whole: never let that be anything but an index."""
-    if isinstance(corpus, (str, Path)):
-        source = Path(corpus).resolve()
-        if source == out.resolve() or out.resolve() in source.parents:
-            raise InputError(f"{out}: the index folder would replace the corpus {corpus}; choose another --out")
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder; choose another --out")
-        if not store.is_index(out) and any(out.iterdir()):
-            raise InputError(
-                f"{out}: exists and is not a mixsearch index; refusing to replace it (choose another --out)"
-            )
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)

@@ -4,12 +4,13 @@ calibration, then calibrate and fuse each document's parts, a chunk at a time.""
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ..calibration import Calibrator, load_calibration
+from ..errors import CalibrationError
 from ..types import MODALITIES
 
 CHUNK = 4096  # documents calibrated and fused per step: bounds memory
@@ -17,6 +18,38 @@ CHUNK = 4096  # documents calibrated and fused per step: bounds memory
 #: What ``build_index`` and ``MixIndex.with_calibration`` accept as a calibration: a
 #: ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None (fit on the corpus).
 CalibrationSpec = Calibrator | str | Path | None
+
+
+def prepare_calibration(calibration: CalibrationSpec, model: Mapping, alpha: float) -> tuple[Calibrator | None, str]:
+    """Everything about a calibration that can be checked before any encoding: a ``Calibrator``
+    (copied, never changed), a file (loaded) or ``"none"``, checked against ``model`` (its
+    manifest record: name, fingerprint, dim). None means "fit on the corpus": ``(None, "corpus")``."""
+    if calibration is None:
+        return None, "corpus"
+    if isinstance(calibration, Calibrator):
+        cal, source = copy.deepcopy(calibration), "given"
+    elif str(calibration) == "none":
+        cal, source = Calibrator("none"), "none"
+    else:
+        cal, source = load_calibration(calibration), str(calibration)
+    if cal.method != "none":
+        if not cal.fitted_for.get("fingerprint"):
+            raise CalibrationError(
+                f"the calibration ({source}) does not say which model its means belong to, so it cannot be "
+                "checked against this index's model; fit it with mixsearch.fit_calibration (or "
+                "'mixsearch calibrate'), or give Calibrator(fitted_for=encoder.info())"
+            )
+        cal.check_model(model["fingerprint"], model["name"])
+        if cal.dim_ is not None and cal.dim_ != int(model["dim"]):
+            raise CalibrationError(f"the calibration's means have dimension {cal.dim_}; the model's is {model['dim']}")
+    cal.alpha = float(alpha)
+    return cal, source
+
+
+def require_roles(cal: Calibrator, modalities: Iterable[str], dim: int) -> None:
+    """Refuse a calibration that lacks a mean this index needs: one per document modality, and queries'."""
+    for role in ("query", *sorted(set(modalities))):
+        cal.mean(role, dim)  # raises CalibrationError naming the missing role
 
 
 def resolve_calibration(
@@ -27,19 +60,14 @@ def resolve_calibration(
     alpha: float,
     notes: list[str],
 ) -> tuple[Calibrator, str]:
-    """The calibrator for an index of ``model`` (its manifest record: name, fingerprint, dim), and
-    a word on its source (``given``, ``corpus``, ``none`` or the file). Never changes the caller's
-    calibrator. With None, document means are fitted on ``raw`` (the rows ``present`` marks)."""
-    if isinstance(calibration, Calibrator):
-        cal, source = copy.deepcopy(calibration), "given"
-    elif calibration is None:
-        cal, source = fit_on_corpus(model, raw, present, notes), "corpus"
-    elif str(calibration) == "none":
-        cal, source = Calibrator("none"), "none"
-    else:
-        cal, source = load_calibration(calibration), str(calibration)
-    cal.check_model(model["fingerprint"], model["name"])
-    cal.alpha = float(alpha)
+    """The calibrator for an index of ``model``, and a word on its source (``given``, ``corpus``,
+    ``none`` or the file). With None, document means are fitted on ``raw`` (the rows ``present``
+    marks). Every mean the index needs must be there."""
+    cal, source = prepare_calibration(calibration, model, alpha)
+    if cal is None:
+        cal = fit_on_corpus(model, raw, present, notes)
+        cal.alpha = float(alpha)
+    require_roles(cal, [m for m in raw if present[m].any()], int(model["dim"]))
     return cal, source
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..calibration import Calibrator, load_calibration, save_calibration
 from ..encoders import Encoder, load_encoder
-from ..errors import CalibrationError, MixsearchError, UsageError
+from ..errors import CalibrationError, MixsearchError, UsageError, VectorIndexError
 from ..index import Filter, VectorIndex, build_index_of_kind
 from ..types import MEDIA, Hit
 from . import store
@@ -81,11 +81,20 @@ class MixIndex:
 
     def __init__(self, folder: str | Path, *, encoder: Encoder | None = None, device: str | None = None):
         folder = Path(folder)
-        manifest = store.read_manifest(folder)
-        documents = store.read_documents(folder)
-        calibrator = load_calibration(store.calibration_file(folder, manifest))
-        index = store.open_vector_index(folder, manifest, documents)
-        self._setup(folder, manifest, documents, calibrator, index, encoder, device, view=False)
+        for _ in range(5):
+            manifest = store.read_manifest(folder)
+            try:
+                documents, raw, calibrator, index = _load(folder, manifest)
+                break
+            except FileNotFoundError as err:
+                # a writer may have committed a new generation (and removed this one) meanwhile
+                if store.read_manifest(folder) == manifest:
+                    raise VectorIndexError(
+                        f"{folder}: damaged index: {err.filename} is missing; rebuild it with 'mixsearch index'"
+                    ) from None
+        else:
+            raise VectorIndexError(f"{folder}: the index kept changing while it was being opened; try again")
+        self._setup(folder, manifest, documents, calibrator, index, encoder, device, view=False, raw=raw)
 
     def _setup(
         self,
@@ -97,6 +106,7 @@ class MixIndex:
         encoder: Encoder | None,
         device: str | None,
         view: bool,
+        raw: dict[str, np.ndarray],
     ) -> None:
         self.folder = folder
         self.manifest = manifest
@@ -107,6 +117,7 @@ class MixIndex:
         self.index = index
         self.device = device
         self.is_view = view
+        self._raw = raw
         self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
@@ -258,7 +269,7 @@ class MixIndex:
 
     def raw(self) -> dict[str, np.ndarray]:
         """The stored raw embeddings of each modality (memory-mapped; zero rows where absent)."""
-        return store.read_raw(self.folder)
+        return dict(self._raw)
 
     def with_calibration(self, calibration: CalibrationSpec, alpha: float | None = None) -> MixIndex:
         """This index under another calibration and/or alpha: a view computed in memory from the
@@ -275,17 +286,40 @@ class MixIndex:
         index = build_index_of_kind(self.manifest["index"]["kind"], vectors, self.ids, {"modality": self.modality})
         manifest = {**self.manifest, "calibration": {**calibration_record(cal, source), "notes": notes}}
         view = object.__new__(MixIndex)
-        view._setup(self.folder, manifest, self.documents, cal, index, self._encoder, self.device, view=True)
+        view._setup(self.folder, manifest, self.documents, cal, index, self._encoder, self.device, view=True, raw=raw)
         return view
 
     def persist(self) -> MixIndex:
-        """Write this view's calibration and vectors into the index folder as its new state (the
-        old state stays until the new one is complete). Returns the index, no longer a view."""
+        """Write this view's calibration and vectors into the index folder as its new state: a new
+        generation, committed with one rename under the folder's write lock (the old state stays
+        until the new one is complete). Refused if the folder changed since this index was opened.
+        Returns the index, no longer a view."""
         if not self.is_view:
             return self
-        self.manifest = store.commit_generation(
-            self.folder, self.manifest, lambda path: save_calibration(self.calibrator, path), self.index
-        )
+        with store.writing(self.folder):
+            current = store.read_manifest(self.folder)
+            if (current.get("generation"), current.get("created")) != (
+                self.manifest.get("generation"),
+                self.manifest.get("created"),
+            ):
+                raise VectorIndexError(
+                    f"{self.folder} was changed by someone else since it was opened; open it again and redo the change"
+                )
+            generation = store.next_generation(current)
+            legacy = current["format"] in store.LEGACY_FORMATS
+            manifest = store.record_files(self.manifest, generation, keep_data_of=None if legacy else current)
+            paths = {role: self.folder / name for role, name in manifest["files"].items()}
+            new = [paths["calibration"], paths["index"]] + ([paths["documents"], paths["raw"]] if legacy else [])
+            store.clear(new)
+            try:
+                if legacy:
+                    store.upgrade_data(self.folder, generation)
+                save_calibration(self.calibrator, paths["calibration"])
+                self.index.save(paths["index"])
+                self.manifest = store.commit(self.folder, manifest, new)
+            except BaseException:
+                store.clear(new)
+                raise
         self.is_view = False
         log.info("%s: calibration %s, alpha %s written", self.folder, self.calibrator.method, self.alpha)
         return self
@@ -303,8 +337,29 @@ class MixIndex:
             self._encoder,
             self.device,
             view=False,
+            raw=view.raw(),
         )
         return self
+
+
+def _load(folder: Path, manifest: dict) -> tuple[dict[str, list], dict[str, np.ndarray], Calibrator, VectorIndex]:
+    """The parts of the manifest's generation, checked to belong together and to the model."""
+    files = store.files_of(folder, manifest)
+    documents = store.read_documents(files["documents"])
+    raw = store.read_raw(files["raw"])
+    if not files["calibration"].is_file():
+        raise store.missing(files["calibration"])
+    calibrator = load_calibration(files["calibration"])
+    index = store.open_vector_index(folder, manifest, documents)
+    store.check_integrity(folder, manifest, documents, raw, index)
+    model = manifest["model"]
+    try:
+        calibrator.check_model(model["fingerprint"], model["name"])
+        if calibrator.dim_ is not None and calibrator.dim_ != model["dim"]:
+            raise CalibrationError(f"its means have dimension {calibrator.dim_}, the model {model['dim']}")
+    except CalibrationError as err:
+        raise VectorIndexError(f"{folder}: the index's calibration does not fit its model: {err}") from None
+    return documents, raw, calibrator, index
 
 
 def _check_k(k: object) -> None:

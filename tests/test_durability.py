@@ -1,0 +1,307 @@
+"""Issue 8's hostile-but-fair checks of the index folder: kill -9 at every dangerous point of a
+build and of a recalibration, two writers at once, crafted and damaged files, and validation
+that happens before any encoding."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import sentence, write_image
+
+import mixsearch as ms
+from mixsearch.engine import store
+
+QUERIES = ["dog beach ball", "snow child water", "red bike street"]
+
+
+def corpus(folder: Path, prefix: str, n: int = 6, seed: int = 0) -> Path:
+    """A small mixed corpus whose ids start with ``prefix``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        record = {"id": f"{prefix}{i}", "text": sentence(rng)}
+        if i % 2:
+            record["image"] = str(write_image(folder / f"{prefix}{i}.png", seed * 100 + i))
+        lines.append(json.dumps(record))
+    path = folder / f"{prefix}.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def answers(folder: Path) -> dict:
+    index = ms.open_index(folder)  # also runs every integrity check
+    return {q: [(h.id, round(h.score, 5)) for h in index.search(q, k=20)] for q in QUERIES}
+
+
+def only_current_files(folder: Path) -> bool:
+    manifest = store.read_manifest(folder)
+    return {p.name for p in folder.iterdir()} == {*manifest["files"].values(), store.MANIFEST, store.LOCK}
+
+
+CHILD = r"""
+import os, signal, sys
+import mixsearch as ms
+from mixsearch.engine import build, mixindex, store
+from mixsearch.index import exact
+
+point, action, model, out, source = sys.argv[1:6]
+die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+if point == "encoding":  # the second batch of the build
+    from mixsearch.encoders.transformers import TransformersEncoder
+    real, calls = TransformersEncoder._encode_batch, []
+    def second(self, batch, modality):
+        calls.append(1)
+        if len(calls) == 2:
+            die()
+        return real(self, batch, modality)
+    TransformersEncoder._encode_batch = second
+elif point == "documents":
+    store.write_documents = die
+elif point == "calibration":
+    build.save_calibration = mixindex.save_calibration = die
+elif point == "index":
+    exact.ExactIndex.save = die
+elif point == "manifest":  # half of the new manifest written to its temporary file
+    def half(path, data):
+        path.with_name(f".{path.name}.{os.getpid()}.tmp").write_text('{"format": "mixsearch-ind')
+        die()
+    store.write_json_atomic = half
+elif point == "cleanup":  # committed, the old generation not yet removed
+    store.remove_stale = die
+if action == "build":
+    ms.build_index(source, out, model, calibration="none", progress=False)
+else:
+    ms.open_index(out).recalibrate(None if source == "corpus" else source, alpha=0.3)
+"""
+
+
+def run_child(point, action, model, out, source, env):
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, point, action, str(model), str(out), str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done
+
+
+@pytest.fixture
+def two_corpora(tmp_path):
+    return corpus(tmp_path / "a", "a", seed=1), corpus(tmp_path / "b", "b", seed=2)
+
+
+def test_kill_9_during_a_build_loses_nothing(tiny_clip, two_corpora, tmp_path):
+    a, b = two_corpora
+    env = dict(os.environ)
+    ms.build_index(b, tmp_path / "ref-b", str(tiny_clip), calibration="none", progress=False)
+    ref_b = answers(tmp_path / "ref-b")
+    for point in ("encoding", "documents", "calibration", "index", "manifest", "cleanup"):
+        out = tmp_path / f"idx-{point}"
+        ms.build_index(a, out, str(tiny_clip), calibration="none", progress=False)
+        ref_a = answers(out)
+        cold = {**env, "MIXSEARCH_CACHE_DIR": str(tmp_path / "cold-cache")} if point == "encoding" else env
+        done = run_child(point, "build", tiny_clip, out, b, cold)
+        assert done.returncode == -9, (point, done.stderr[-2000:])
+        after = answers(out)  # opens cleanly: old state before the commit, new state after it
+        assert after == (ref_b if point == "cleanup" else ref_a), point
+        ms.build_index(b, out, str(tiny_clip), calibration="none", progress=False)  # the rerun finishes the job
+        assert answers(out) == ref_b and only_current_files(out), point
+
+
+def test_kill_9_during_a_recalibration_loses_nothing(tiny_clip, two_corpora, tmp_path):
+    a, _ = two_corpora
+    env = dict(os.environ)
+    ms.build_index(a, tmp_path / "ref", str(tiny_clip), progress=False)
+    ms.open_index(tmp_path / "ref").recalibrate("none", alpha=0.3)
+    ref_new = answers(tmp_path / "ref")
+    for point in ("calibration", "index", "manifest", "cleanup"):
+        out = tmp_path / f"idx-{point}"
+        ms.build_index(a, out, str(tiny_clip), progress=False)
+        ref_old = answers(out)
+        done = run_child(point, "recalibrate", tiny_clip, out, "none", env)
+        assert done.returncode == -9, (point, done.stderr[-2000:])
+        assert answers(out) == (ref_new if point == "cleanup" else ref_old), point
+        ms.open_index(out).recalibrate("none", alpha=0.3)
+        assert answers(out) == ref_new and only_current_files(out), point
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tiny_clip, two_corpora, tmp_path):
+    a, b = two_corpora
+    out = tmp_path / "idx"
+    ms.build_index(a, out, str(tiny_clip), calibration="none", progress=False)
+    before = answers(out)
+    with store.writing(out):  # another process's build, as far as the lock is concerned
+        with pytest.raises(ms.InputError, match="another mixsearch process is writing this index"):
+            ms.build_index(b, out, str(tiny_clip), calibration="none", progress=False)
+        with pytest.raises(ms.InputError, match="another mixsearch process is writing this index"):
+            ms.open_index(out).recalibrate("none", alpha=0.2)
+        assert answers(out) == before  # readers are never blocked
+    ms.open_index(out).recalibrate("none", alpha=0.2)  # free again
+
+
+def test_two_index_processes_into_one_folder_never_mix(tiny_clip, two_corpora, tmp_path):
+    a, b = two_corpora
+    refs = {}
+    for name, source in (("a", a), ("b", b)):
+        ms.build_index(source, tmp_path / f"ref-{name}", str(tiny_clip), calibration="none", progress=False)
+        refs[name] = answers(tmp_path / f"ref-{name}")
+    for attempt in range(3):
+        out = tmp_path / f"race-{attempt}"
+        cmd = [sys.executable, "-m", "mixsearch", "index", "--model", str(tiny_clip), "--calibration", "none"]
+        procs = [
+            subprocess.Popen(
+                [*cmd, str(source), "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for source in (a, b)
+        ]
+        results = [(p.communicate(timeout=300)[1], p.returncode) for p in procs]
+        results = [(code, err) for err, code in results]
+        for code, err in results:
+            assert code == 0 or (code == 1 and "another mixsearch process is writing" in err), err[-2000:]
+        assert any(code == 0 for code, _ in results)
+        assert answers(out) in (refs["a"], refs["b"])  # one corpus's index, whole, never a mix
+
+
+@pytest.fixture
+def built(tiny_clip, two_corpora, tmp_path):
+    index, _ = ms.build_index(two_corpora[0], tmp_path / "idx", str(tiny_clip), progress=False)
+    return index.folder
+
+
+def test_reordered_document_rows_are_refused(built):
+    import pyarrow.parquet as pq
+
+    path = store.files_of(built, store.read_manifest(built))["documents"]
+    table = pq.read_table(path)
+    pq.write_table(table.take(list(reversed(range(table.num_rows)))), path)
+    with pytest.raises(ms.VectorIndexError, match="damaged index: the document table's ids are not the ones"):
+        ms.open_index(built)
+
+
+def test_a_calibration_file_of_another_model_is_refused_on_open(built, tiny_clip_other, tmp_path):
+    other = ms.load_encoder(str(tiny_clip_other))
+    foreign = ms.fit_calibration(
+        other, {"query": ["a dog"], "text": ["a cat"], "image": [str(p) for p in built.parent.glob("a/*.png")]}
+    )
+    ms.save_calibration(foreign, store.files_of(built, store.read_manifest(built))["calibration"])
+    with pytest.raises(ms.VectorIndexError, match="calibration does not fit its model.*cannot be applied"):
+        ms.open_index(built)
+
+
+def test_means_with_nan_are_refused(built, tiny_clip, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    path = store.files_of(built, store.read_manifest(built))["calibration"]
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors["mean.text"][3] = np.nan
+    save_file(tensors, str(tmp_path / "nan.safetensors"), metadata=meta)
+    with pytest.raises(ms.CalibrationError, match="nan.safetensors: unusable calibration file.*finite"):
+        ms.load_calibration(tmp_path / "nan.safetensors")
+    shutil.copyfile(tmp_path / "nan.safetensors", path)
+    with pytest.raises(ms.CalibrationError, match="finite"):
+        ms.open_index(built)
+    with pytest.raises(ms.CalibrationError, match="NaN"):
+        ms.Calibrator().fit({"text": np.array([[np.nan, 1.0]], np.float32)})
+
+
+def test_a_missing_or_garbled_part_is_a_clear_error_and_a_rebuild_mends_it(built, tiny_clip, two_corpora):
+    manifest = store.read_manifest(built)
+    shutil.rmtree(store.files_of(built, manifest)["index"])
+    with pytest.raises(ms.VectorIndexError, match=r"damaged index: .*index-1 is missing"):
+        ms.open_index(built)
+    (built / "manifest.json").write_text('{"format": "mixsearch-ind')  # as a crash of 0.1 could leave it
+    with pytest.raises(ms.VectorIndexError, match="unreadable manifest"):
+        ms.open_index(built)
+    ms.build_index(two_corpora[0], built, str(tiny_clip), progress=False)  # a folder of our own files: rebuilt
+    assert len(ms.open_index(built)) == 6 and only_current_files(built)
+
+
+def test_everything_checkable_is_refused_before_encoding(
+    tiny_clip, tiny_clip_other, two_corpora, tmp_path, monkeypatch
+):
+    enc = ms.load_encoder(str(tiny_clip))
+    other = ms.fit_calibration(ms.load_encoder(str(tiny_clip_other)), {"query": ["a dog"], "text": ["a cat"]})
+    mine_text_only = ms.fit_calibration(enc, {"query": ["a dog"], "text": ["a cat"]})
+
+    def no_encoding(*_):
+        raise AssertionError("encoded before refusing")
+
+    monkeypatch.setattr(enc, "_encode_batch", no_encoding)
+    a = two_corpora[0]  # has image documents
+    cases = [
+        (dict(calibration=other), ms.CalibrationError, "cannot be applied"),
+        (dict(calibration=mine_text_only), ms.CalibrationError, "no 'image' mean"),
+        (dict(alpha=1.5), ms.UsageError, "alpha must be in"),
+        (dict(kind="hnsw"), ms.VectorIndexError, "unknown index kind"),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            ms.build_index(a, tmp_path / "idx", enc, progress=False, **kwargs)
+        assert not (tmp_path / "idx").exists()
+
+
+def test_an_empty_corpus_is_an_error_and_the_old_index_stays(tiny_clip, two_corpora, tmp_path):
+    out = tmp_path / "idx"
+    ms.build_index(two_corpora[0], out, str(tiny_clip), calibration="none", progress=False)
+    before = answers(out)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"id": "x", "text": "  "}\n{not json\n')
+    with pytest.raises(
+        ms.InputError, match="no documents to index\n2 documents skipped; 2 problems:\n  - .*empty document"
+    ):
+        ms.build_index(empty, out, str(tiny_clip), calibration="none", progress=False)
+    assert answers(out) == before and only_current_files(out)
+    with pytest.raises(ms.InputError, match="no documents to index"):
+        ms.build_index(empty, tmp_path / "new", str(tiny_clip), calibration="none", progress=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_leftovers_of_mixsearch_0_1_are_cleared(tiny_clip, two_corpora, tmp_path):
+    out = tmp_path / "idx"
+    for leftover in ("idx.building", "idx.old"):
+        (tmp_path / leftover / "raw").mkdir(parents=True)
+    ms.build_index(two_corpora[0], out, str(tiny_clip), calibration="none", progress=False)
+    assert not (tmp_path / "idx.building").exists() and not (tmp_path / "idx.old").exists()
+
+
+def test_fifty_threads_on_a_fresh_index_load_the_model_once(built, monkeypatch):
+    import threading
+    import time
+
+    from mixsearch.engine import mixindex
+
+    loads = []
+    real = mixindex.load_encoder
+
+    def slow_counting_load(*args, **kwargs):
+        loads.append(threading.get_ident())
+        time.sleep(0.3)  # widen the window in which other threads ask for the model
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mixindex, "load_encoder", slow_counting_load)
+    index = ms.open_index(built)
+    results, errors = [None] * 50, []
+
+    def query(i):
+        try:
+            results[i] = [h.id for h in index.search(QUERIES[i % 3], k=5)]
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=query, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(loads) == 1
+    assert all(results[i] == results[i % 3] for i in range(50))
