@@ -31,6 +31,7 @@ class BenchConfig:
     render: RenderSettings = field(default_factory=RenderSettings)
     device: str | None = None
     batch_size: int | None = None
+    runtime: str = "auto"  # transformers models: auto, torch or onnx (see load_encoder)
     cache_dir: Path | None = None
     progress: bool = True
 

@@ -139,7 +139,9 @@ def run_benchmark(
     for mi, model in enumerate(models):
         t0 = time.perf_counter()
         encoder = (
-            model if isinstance(model, Encoder) else load_encoder(model, device=cfg.device, batch_size=cfg.batch_size)
+            model
+            if isinstance(model, Encoder)
+            else load_encoder(model, device=cfg.device, batch_size=cfg.batch_size, runtime=cfg.runtime)
         )
         name = model if isinstance(model, str) else encoder.name  # as the user named it
         log.info("[%s] model %s (%s)", bench.name, name, encoder.name)

@@ -51,10 +51,15 @@ def bench(
     batch_size: Optional[int] = typer.Option(None, help="Items per encoder batch."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
     keep_work: bool = typer.Option(False, help="Keep the per-setting index folders under OUT/work."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for encoding (default: all cores)."),
+    runtime: str = typer.Option(
+        "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
+    ),
 ) -> None:
     """Benchmark plain vs GR-calibrated search: MixBench, BEIR or caption datasets, settings 1-3."""
     from ..bench import BenchConfig
     from ..bench import bench as run_bench
+    from ..encoders.base import set_threads
     from ..errors import UsageError
 
     try:
@@ -78,7 +83,9 @@ def bench(
         device=device,
         batch_size=batch_size,
         cache_dir=cache_dir,
+        runtime=runtime,
     )
+    set_threads(threads)
     command_line = "mixsearch bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mixsearch bench"
     _, paths = run_bench(
         dataset,

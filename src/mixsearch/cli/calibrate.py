@@ -22,13 +22,19 @@ def calibrate(
     method: str = typer.Option("mean", help="'mean' (GR-CLIP) or 'none' (plain CLIP)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for encoding (default: all cores)."),
+    runtime: str = typer.Option(
+        "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
+    ),
 ) -> None:
     """Fit per-modality means on calibration files and save them."""
     from .. import Calibrator, fit_calibration, load_encoder, save_calibration
+    from ..encoders.base import set_threads
 
     Calibrator(method)  # an unknown method is a usage error, before the model loads
     sources = {"query": queries, "text": texts, "image": images, "audio": audio, "video": video}
-    encoder = load_encoder(model, device=device)
+    set_threads(threads)
+    encoder = load_encoder(model, device=device, runtime=runtime)
     cal = fit_calibration(
         encoder,
         {role: path for role, path in sources.items() if path is not None},

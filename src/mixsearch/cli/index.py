@@ -24,10 +24,15 @@ def index(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
     batch_size: Optional[int] = typer.Option(None, help="Items per encoder batch."),
     cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for encoding (default: all cores)."),
+    runtime: str = typer.Option(
+        "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
+    ),
 ) -> None:
     """Encode, calibrate and index a corpus. Rerun after an interruption: it resumes."""
     from .. import Calibrator, build_index, load_encoder
     from ..calibration import shipped_calibration
+    from ..encoders.base import set_threads
     from ..errors import InputError
 
     Calibrator(alpha=alpha)  # an impossible alpha is a usage error, before anything loads
@@ -36,7 +41,8 @@ def index(
         if shipped is None:
             raise InputError(f"model {model!r} ships no calibration file; fit one with 'mixsearch calibrate'")
         calibration = str(shipped)
-    encoder = load_encoder(model, device=device, batch_size=batch_size)
+    set_threads(threads)
+    encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime)
     _, report = build_index(corpus, out, encoder, calibration=calibration, alpha=alpha, cache_dir=cache_dir)
     say(report.summary())
     say(f'index written to {out}; search it with: mixsearch search {out} "your query"')

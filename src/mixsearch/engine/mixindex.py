@@ -79,8 +79,11 @@ def calibration_record(cal: Calibrator, source: str) -> dict:
 class MixIndex:
     """An index folder opened for search (``open_index``); the encoder loads on first use."""
 
-    def __init__(self, folder: str | Path, *, encoder: Encoder | None = None, device: str | None = None):
+    def __init__(
+        self, folder: str | Path, *, encoder: Encoder | None = None, device: str | None = None, runtime: str = "auto"
+    ):
         folder = Path(folder)
+        self.runtime = runtime
         for _ in range(5):
             manifest = store.read_manifest(folder)
             try:
@@ -141,7 +144,7 @@ class MixIndex:
         """The index's model, loaded once on first use (thread-safe)."""
         with self._encoder_lock:
             if self._encoder is None:
-                encoder = load_encoder(self.model["name"], device=self.device)
+                encoder = load_encoder(self.model["name"], device=self.device, runtime=self.runtime)
                 self._check_encoder(encoder)
                 self._encoder = encoder
         return self._encoder
@@ -287,6 +290,7 @@ class MixIndex:
         manifest = {**self.manifest, "calibration": {**calibration_record(cal, source), "notes": notes}}
         view = object.__new__(MixIndex)
         view._setup(self.folder, manifest, self.documents, cal, index, self._encoder, self.device, view=True, raw=raw)
+        view.runtime = self.runtime
         return view
 
     def persist(self) -> MixIndex:
@@ -367,9 +371,12 @@ def _check_k(k: object) -> None:
         raise UsageError(f"k must be a positive whole number, got {k!r}")
 
 
-def open_index(folder: str | Path, *, encoder: Encoder | str | None = None, device: str | None = None) -> MixIndex:
+def open_index(
+    folder: str | Path, *, encoder: Encoder | str | None = None, device: str | None = None, runtime: str = "auto"
+) -> MixIndex:
     """Open an index folder for search. ``encoder``: an already loaded model (or its name) to
-    use instead of loading the one the index records on the first query."""
+    use instead of loading the one the index records on the first query; ``device`` and
+    ``runtime`` say how that model runs (see ``load_encoder``)."""
     if isinstance(encoder, str):
-        encoder = load_encoder(encoder, device=device)
-    return MixIndex(folder, encoder=encoder, device=device)
+        encoder = load_encoder(encoder, device=device, runtime=runtime)
+    return MixIndex(folder, encoder=encoder, device=device, runtime=runtime)

@@ -16,8 +16,28 @@ import numpy as np
 from ..errors import VectorIndexError
 from .base import Fields, Filter, Neighbours, register_index
 
-#: Bytes of scores one chunk may hold: memory stays bounded whatever the corpus size.
+#: Bytes one chunk of a search may allocate — its scores (queries x rows) and, for vectors that are
+#: not float32 already, its float32 copy of the rows — so memory stays bounded whatever the corpus size.
 SCORE_BUDGET = 64 << 20
+
+
+def chunk_rows(n_queries: int, dim: int, copies_rows: bool = False) -> int:
+    """Rows per chunk for ``n_queries`` queries within ``SCORE_BUDGET`` (``copies_rows``: each
+    row of dimension ``dim`` is also copied to float32)."""
+    return max(256, SCORE_BUDGET // (4 * (n_queries + (dim if copies_rows else 0))))
+
+
+def _as_tensor(block: np.ndarray):
+    """A float32 torch view of a block of rows (no copy when they are float32; memory maps are
+    read-only, which torch only warns about: nothing here writes to them)."""
+    import warnings
+
+    import torch
+
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(block)
 
 
 @register_index
@@ -97,26 +117,26 @@ class ExactIndex:
             )
         n, q = len(self), len(queries)
         k = max(0, min(k, n))
-        best_scores = np.full((q, k), -np.inf, dtype=np.float32)
-        best_rows = np.full((q, k), -1, dtype=np.int64)
         if k == 0 or q == 0:
-            return best_scores, best_rows
-        chunk = max(1024, SCORE_BUDGET // (4 * q))
-        for start in range(0, n, chunk):
-            block = np.asarray(self.vectors[start : start + chunk], dtype=np.float32)
-            scores = queries @ block.T
+            return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
+        import torch  # its top-k is ~2x numpy's argpartition here, and needs no negated copy
+
+        rows = chunk_rows(q, self.dim, copies_rows=self.vectors.dtype != np.float32)
+        query_t = torch.from_numpy(np.ascontiguousarray(queries))
+        found_scores, found_rows = [], []
+        for start in range(0, n, rows):
+            block = _as_tensor(self.vectors[start : start + rows])
+            scores = query_t @ block.T
             if allowed is not None:
-                scores[:, ~allowed[start : start + len(block)]] = -np.inf
-            take = min(k, scores.shape[1])
-            top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-            cand_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
-            cand_rows = np.concatenate([best_rows, top + start], axis=1)
-            # rows of -1 (empty slots) sort last among equal -inf scores
-            order = np.lexsort((np.where(cand_rows < 0, np.iinfo(np.int64).max, cand_rows), -cand_scores), axis=1)[
-                :, :k
-            ]
-            best_scores = np.take_along_axis(cand_scores, order, axis=1)
-            best_rows = np.take_along_axis(cand_rows, order, axis=1)
+                scores.masked_fill_(torch.from_numpy(~allowed[start : start + len(block)]), -np.inf)
+            top_scores, top_rows = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            found_scores.append(top_scores.numpy())
+            found_rows.append(top_rows.numpy() + start)
+        cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
+        # best first; among equal scores, lower rows first (the same answer however the rows were chunked)
+        order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
+        best_scores = np.take_along_axis(cand_scores, order, axis=1)
+        best_rows = np.take_along_axis(cand_rows, order, axis=1)
         best_rows[~np.isfinite(best_scores)] = -1
         return best_scores, best_rows
 
