@@ -12,7 +12,8 @@ def test_jsonl_corpus_reports_bad_lines(mixed_corpus):
     ids = [d.id for d in docs]
     assert ids[:12] == [f"t{i}" for i in range(4)] + [f"i{i}" for i in range(4)] + [f"m{i}" for i in range(4)]
     assert {d.modality for d in docs} == {"text", "image", "multimodal"}
-    assert docs[4].image == mixed_corpus.parent / "img" / "i0.png"  # relative to the file
+    assert docs[4].image == mixed_corpus.parent / "img" / "i0.png"  # relative to the file, made absolute
+    assert all(d.image.is_absolute() for d in docs if d.image)
     text = "\n".join(map(str, problems))
     assert "empty document" in text and "'empty'" in text
     assert "unknown field(s) colour ignored" in text

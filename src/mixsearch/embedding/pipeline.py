@@ -12,7 +12,7 @@ import numpy as np
 from ..config import cache_root
 from ..encoders.base import Encoder
 from ..errors import InputError
-from ..ingest.media import load_media
+from ..ingest.media import load_media, shown
 from ..progress import progress_bar
 from ..types import Problem
 from .cache import EmbeddingCache, content_key
@@ -20,12 +20,17 @@ from .cache import EmbeddingCache, content_key
 
 @dataclass
 class Embedded:
-    """Embeddings of a list of items: ``vectors[i]`` is valid where ``ok[i]``."""
+    """Embeddings of a list of items: ``vectors[i]`` is valid where ``ok[i]``.
+
+    ``from_cache`` counts rows filled from the cache; ``encoded`` counts the distinct items the
+    model encoded in this call (copies of one item are encoded once and fill every row).
+    """
 
     vectors: np.ndarray
     ok: np.ndarray
     truncated: np.ndarray
     from_cache: int
+    encoded: int = 0
 
 
 def open_cache(encoder: Encoder, cache_dir: str | Path | None = None) -> EmbeddingCache:
@@ -45,6 +50,8 @@ def embed(
 ) -> Embedded:
     """Encode items (texts, or media paths) through the cache; a bad item is reported, not fatal.
 
+    Items with the same content (the same text, or files with the same bytes) are encoded once
+    and fill every row they appear in; a bad one is reported for each row.
     Each batch is written to the cache as soon as it is encoded, so an interrupted run loses
     at most one batch and the next run starts where this one stopped.
     """
@@ -56,39 +63,57 @@ def embed(
 
     def fail(i: int, message: str) -> None:
         if report:
-            report(Problem(where[i] if where else str(items[i]), message))
+            report(Problem(where[i] if where else shown(items[i]), message))
 
+    # content keys; a path named twice is hashed once (a failure is remembered as its message)
     keys: list[str | None] = []
+    known: dict[str | Path, str | InputError] = {}
     for i, item in enumerate(items):
-        try:
-            keys.append(content_key(modality, item))
-        except InputError as err:
+        if item not in known:
+            try:
+                known[item] = content_key(modality, item)
+            except InputError as err:
+                known[item] = err
+        found = known[item]
+        if isinstance(found, InputError):
             keys.append(None)
-            fail(i, str(err))
-    hits = cache.get_many([k for k in keys if k]) if cache is not None else {}
-    todo, from_cache = [], 0
+            fail(i, str(found))
+        else:
+            keys.append(found)
+    rows_of: dict[str, list[int]] = {}  # key -> every row with that content; the first one is encoded
     for i, key in enumerate(keys):
+        if key is not None:
+            rows_of.setdefault(key, []).append(i)
+    hits = cache.get_many(list(rows_of)) if cache is not None else {}
+    todo, from_cache = [], 0
+    for key, rows in rows_of.items():
         if key in hits:
-            from_cache += 1
-            vectors[i], truncated[i] = hits[key]
-            ok[i] = True
-        elif key:
-            todo.append(i)
+            from_cache += len(rows)
+            vectors[rows], truncated[rows] = hits[key]
+            ok[rows] = True
+        else:
+            todo.append(key)
 
+    encoded = 0
     with progress_bar(len(todo), f"encoding {modality}", progress) as bar:
         for start in range(0, len(todo), encoder.batch_size):
-            batch_rows = todo[start : start + encoder.batch_size]
-            batch, rows = [], []
-            for i in batch_rows:
+            batch_keys = todo[start : start + encoder.batch_size]
+            batch, loaded = [], []
+            for key in batch_keys:
+                first = rows_of[key][0]
                 try:
-                    batch.append(items[i] if modality == "text" else load_media(modality, items[i]))
-                    rows.append(i)
+                    batch.append(items[first] if modality == "text" else load_media(modality, items[first]))
+                    loaded.append(key)
                 except InputError as err:
-                    fail(i, str(err))
+                    for i in rows_of[key]:
+                        fail(i, str(err))
             if batch:
                 out, flags = encoder.encode_with_flags(batch, modality, batch_size=len(batch), progress=False)
-                vectors[rows], truncated[rows], ok[rows] = out, flags, True
+                for key, vector, flag in zip(loaded, out, flags):
+                    rows = rows_of[key]
+                    vectors[rows], truncated[rows], ok[rows] = vector, flag, True
+                encoded += len(batch)
                 if cache is not None:
-                    cache.put_many([keys[i] or "" for i in rows], out, flags)
-            bar.update(len(batch_rows))
-    return Embedded(vectors, ok, truncated, from_cache=from_cache)
+                    cache.put_many(loaded, out, flags)
+            bar.update(len(batch_keys))
+    return Embedded(vectors, ok, truncated, from_cache=from_cache, encoded=encoded)
