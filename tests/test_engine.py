@@ -192,3 +192,18 @@ def test_awkward_text(tiny_clip, tmp_path):
     assert idx.search("~5 dogs", k=1)[0].id == "b"
     assert len(idx.search_vectors(np.zeros((0, idx.model["dim"]), np.float32))) == 0
     assert idx.search("x" * 5000 + ".jpg", k=1)[0].id == "b"  # text, whatever it looks like
+
+
+def test_texts_are_encoded_shortest_first_with_the_same_embeddings(tiny_clip, monkeypatch):
+    from mixsearch.embedding import embed
+
+    enc = load_encoder(str(tiny_clip), batch_size=2)
+    texts = ["a dog " * 9, "cat", "a red ball on the grass " * 2, "snow", "child water", "bike " * 7]
+    batches = []
+    real = enc._encode_batch
+    monkeypatch.setattr(
+        enc, "_encode_batch", lambda batch, modality: batches.append(list(batch)) or real(batch, modality)
+    )
+    result = embed(enc, texts, "text")
+    assert [t for b in batches for t in b] == sorted(texts, key=len)  # each batch pads to similar lengths
+    np.testing.assert_allclose(result.vectors, load_encoder(str(tiny_clip)).encode(texts), atol=1e-5)  # rows in order

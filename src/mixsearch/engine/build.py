@@ -23,7 +23,7 @@ from ..embedding import EmbeddingCache, embed, open_cache
 from ..encoders import Encoder, load_encoder
 from ..errors import InputError
 from ..index import build_index_of_kind, index_kind
-from ..ingest import read_corpus
+from ..ingest import check_id, read_corpus
 from ..types import DOCUMENT_MODALITIES, MODALITIES, Document, Problem
 from . import store
 from .fuse import CHUNK, CalibrationSpec, fuse_documents, prepare_calibration, require_roles, resolve_calibration
@@ -189,6 +189,11 @@ def _read(corpus: str | Path | Sequence[Document], report: BuildReport, encoder:
     else:
         docs, name, seen = [], "<documents>", set()
         for d in corpus:
+            try:
+                check_id(d.id)
+            except InputError as err:
+                report.problems.append(Problem(d.where or "<documents>", str(err), d.id))
+                continue
             if d.id in seen:
                 report.problems.append(Problem(d.where or d.id, "duplicate id; later document skipped", d.id))
                 continue
@@ -230,13 +235,20 @@ def _encode_documents(
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             items = [getattr(docs[i], m) if m == "text" else str(getattr(docs[i], m)) for i in chunk]
-            where = [f"{docs[i].where or docs[i].id} (document {docs[i].id!r})" for i in chunk]
+            where, ids = [docs[i].where or docs[i].id for i in chunk], [docs[i].id for i in chunk]
             result = embed(
-                encoder, items, m, cache=cache, report=report.problems.append, where=where, progress=progress
+                encoder,
+                items,
+                m,
+                cache=cache,
+                report=report.problems.append,
+                where=where,
+                doc_ids=ids,
+                progress=progress,
             )
             everything[m][chunk] = result.vectors
             ok[np.asarray(chunk)[~result.ok]] = False
-            report.encoded += int(result.ok.sum()) - result.from_cache
+            report.encoded += result.encoded
             report.from_cache += result.from_cache
             report.truncated += int(result.truncated.sum())
     report.skipped_ids = [d.id for d, good in zip(docs, ok) if not good]
