@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,7 +38,8 @@ SHARED = HERE.parent.parent / "shared" / "data"
 def machine() -> dict:
     from mixsearch.bench import environment
 
-    return {**environment(), "numpy": np.__version__}
+    # other work on the machine skews timings: record how busy it was when the run started
+    return {**environment(), "numpy": np.__version__, "load_average_at_start": os.getloadavg()}
 
 
 # -- 1. the mixed corpus ------------------------------------------------------------------------------

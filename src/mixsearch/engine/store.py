@@ -30,7 +30,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -353,6 +353,3 @@ def remove_leftovers_of_0_1(out: Path) -> None:
 def missing(path: object) -> FileNotFoundError:
     """The error a reader turns into "damaged index" (or a retry, when a writer moved on)."""
     return FileNotFoundError(errno.ENOENT, "no such file or folder", str(path))
-
-
-SaveCalibration = Callable[[Path], object]

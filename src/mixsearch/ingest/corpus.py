@@ -115,19 +115,27 @@ def _parse_json(line: str) -> object:
         raise InputError(f"not valid JSON ({err}); line skipped") from None
 
 
+def _json_object(where: str, line: str, report: Report) -> dict | None:
+    """One JSON Lines record, or None once the reason the line is skipped is reported."""
+    try:
+        record = _parse_json(line)
+    except InputError as err:
+        report(Problem(where, str(err)))
+        return None
+    if not isinstance(record, dict):
+        report(Problem(where, "not a JSON object; line skipped"))
+        return None
+    return record
+
+
 def _read_jsonl(path: Path, report: Report) -> Iterator[Document]:
     seen: dict[str, tuple[str, object]] = {}  # id -> (where first seen, the id as written)
     base = Path(os.path.abspath(path.parent))
     for where, line in _lines(path, report):
         if not line.strip():
             continue
-        try:
-            record = _parse_json(line)
-        except InputError as err:
-            report(Problem(where, str(err)))
-            continue
-        if not isinstance(record, dict):
-            report(Problem(where, "not a JSON object; line skipped"))
+        record = _json_object(where, line, report)
+        if record is None:
             continue
         try:
             doc = document_from_record(record, base, where)
@@ -396,13 +404,8 @@ def read_items(path: str | Path, modality: str, report: Report = _ignore) -> Ite
         if not jsonl:
             yield line
             continue
-        try:
-            record = _parse_json(line)
-        except InputError as err:
-            report(Problem(where, str(err)))
-            continue
-        if not isinstance(record, dict):
-            report(Problem(where, "not a JSON object; skipped"))
+        record = _json_object(where, line, report)
+        if record is None:
             continue
         value = record.get(modality)
         if not isinstance(value, str) or not value.strip():
