@@ -118,9 +118,7 @@ def _multipart(fields: dict[str, Any], file_field: str, filename: str, data: byt
     boundary = "mixsearch-" + secrets.token_hex(12)
     parts = []
     for key, value in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
-        )
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
     kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     safe_name = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
     parts.append(

@@ -14,7 +14,6 @@ from ..ingest import media_kind
 from ..types import Hit
 from ._app import command, say
 
-
 HIT_FIELDS = {f.name for f in fields(Hit)}
 
 

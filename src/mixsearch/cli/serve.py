@@ -38,7 +38,10 @@ def serve(
     def ready(url: str) -> None:
         say(f"mixsearch: serving {', '.join(str(i) for i in indexes)} at {url}/  (API docs: {url}/docs)")
         if token:
-            say("  every request needs the token: 'Authorization: Bearer <token>'; in a browser open /?token=<token> once")
+            say(
+                "  every request needs the token: 'Authorization: Bearer <token>'; "
+                "in a browser open /?token=<token> once"
+            )
         say("  Ctrl-C to stop")
 
     try:

@@ -125,7 +125,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> Response:
         errors = err.errors()
-        message = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'request'}: {e['msg']}" for e in errors)
+        message = "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'request'}: {e['msg']}" for e in errors
+        )
         if _wants_page(request):
             return page.error(request, registry, message, 422)
         safe = [{key: e[key] for key in ("loc", "msg", "type") if key in e} for e in errors]
@@ -137,13 +139,6 @@ def create_app(
             return page.error(request, registry, str(err.detail), err.status_code)
         return JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
 
-    @app.middleware("http")
-    async def safe_headers(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        for key, value in SAFE_HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
-
     # -- status ---------------------------------------------------------------------------------
 
     @app.get("/health", tags=["status"], summary="Whether the server is up, and each index's state")
@@ -151,7 +146,11 @@ def create_app(
         return {
             "status": "ok" if not registry.errors else "degraded",
             "indexes": {
-                name: {"documents": len(s.index), "generation": s.index.manifest.get("generation"), **_error(registry, name)}
+                name: {
+                    "documents": len(s.index),
+                    "generation": s.index.manifest.get("generation"),
+                    **_error(registry, name),
+                }
                 for name, s in registry.served.items()
             },
         }
@@ -186,7 +185,9 @@ def create_app(
     def search_post(
         request: Request,
         image: Union[UploadFile, None] = File(None, description="Query image (JPEG, PNG, GIF, WebP, BMP, TIFF)."),
-        q: Union[str, None] = Form(None, description="Query text (with an image: an image+text query).", max_length=10_000),
+        q: Union[str, None] = Form(
+            None, description="Query text (with an image: an image+text query).", max_length=10_000
+        ),
         like: Union[str, None] = Form(None, description="A document id, instead of an uploaded image."),
         k: int = Form(10, ge=1, le=MAX_K),
         modality: Union[str, None] = Form(None),
@@ -200,7 +201,10 @@ def create_app(
     @app.post("/api/search/batch", tags=["search"], summary="Many queries at once (texts and/or like=document id)")
     def search_batch(request: Request, body: BatchRequest) -> dict:
         served = registry.get(body.index)
-        asked = [queries.Query(text=q) if isinstance(q, str) else queries.Query(text=q.text, like=q.like) for q in body.queries]
+        asked = [
+            queries.Query(text=q) if isinstance(q, str) else queries.Query(text=q.text, like=q.like)
+            for q in body.queries
+        ]
         modality = queries.parse_modality(body.modality)
         results, took = queries.run_batch(served, asked, k=body.k, modality=modality, view=body.calibration)
         root = request.scope.get("root_path", "")
@@ -276,10 +280,36 @@ def create_app(
     app.state.page = page
 
     # outermost last: the token is checked before anything else, then the body limit
+    app.add_middleware(SafeHeaders)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     if token:
         app.add_middleware(TokenAuth, token=token)
     return app
+
+
+class SafeHeaders:
+    """ASGI middleware: ``SAFE_HEADERS`` on every response that does not set them itself."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in SAFE_HEADERS.items()]
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Pass the request on; add the headers to its response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), *(h for h in self.headers if h[0] not in present)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _search(request: Request, served: Served, query: queries.Query, k: int, modality: str | None, view: str) -> dict:

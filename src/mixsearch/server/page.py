@@ -105,7 +105,7 @@ class Page:
             "calibrated": served.calibrated,
             "q": params.get("q") or "",
             "k": k,
-            "k_choices": sorted({*K_CHOICES, _int(k, 10)}) if k.isdigit() else K_CHOICES,
+            "k_choices": sorted({*K_CHOICES, int(k)}) if k.isdigit() and 1 <= int(k) <= queries.MAX_K else K_CHOICES,
             "modality": params.get("modality") or "",
             "view": view,
             "columns": [],
@@ -133,7 +133,10 @@ class Page:
         if view == "plain":
             label, about = "Plain CLIP", "raw cosine similarity: no modality-gap correction"
         elif served.calibrated:
-            label, about = "GR-calibrated", f"per-modality means subtracted ({calibration.get('method')}, α={calibration.get('alpha')})"
+            label, about = (
+                "GR-calibrated",
+                f"per-modality means subtracted ({calibration.get('method')}, α={calibration.get('alpha')})",
+            )
         else:
             label, about = "Plain CLIP", "this index was built without calibration"
         share = queries.share(hits)
@@ -185,7 +188,9 @@ class Page:
     def _render(self, context: dict, status: int) -> Any:
         from fastapi.responses import HTMLResponse
 
-        return HTMLResponse(self.template.render(**context), status_code=status, headers={"Content-Security-Policy": CSP})
+        return HTMLResponse(
+            self.template.render(**context), status_code=status, headers={"Content-Security-Policy": CSP}
+        )
 
 
 def _int(value: str | None, default: int) -> int:

@@ -50,18 +50,14 @@ def parse_modality(value: str | None) -> list[str] | None:
     """``text``, ``image,multimodal``, ``image+text``... as the engine's filter names (checked)."""
     if value is None:
         return None
-    names = []
-    for part in value.split(","):
-        part = part.strip()
-        names.append(ALIASES.get(part, part))
-    if any(n is None for n in names):
-        return None if all(n is None for n in names) else _bad_modality(value)
-    Filter.of(names)  # raises UsageError naming the valid ones
-    return names  # type: ignore[return-value]
-
-
-def _bad_modality(value: str) -> list[str]:
-    raise UsageError(f"modality {value!r}: 'all' cannot be combined with other modalities")
+    names = [ALIASES.get(part.strip(), part.strip()) for part in value.split(",")]
+    wanted = [n for n in names if n is not None]
+    if not wanted:
+        return None
+    if len(wanted) < len(names):
+        raise UsageError(f"modality {value!r}: 'all' cannot be combined with other modalities")
+    Filter.of(wanted)  # raises UsageError naming the valid ones
+    return wanted
 
 
 def check_k(k: int) -> int:

@@ -54,7 +54,7 @@ def serve(
     indexes are loaded, the models warm and the socket listening."""
     require("fastapi", "serve", "mixsearch serve")
     uvicorn = require("uvicorn", "serve", "mixsearch serve")
-    require("multipart", "serve", "image uploads")
+    require("python_multipart", "serve", "image uploads")
     check_address(host, token)
     if threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")

@@ -176,9 +176,9 @@ class Registry:
         self._reload_lock = threading.Lock()
         self.errors: dict[str, str] = {}
         self.reloads = 0
-        folders = [Path(f) for f in folders]
+        paths = [Path(f) for f in folders]
         self.served: dict[str, Served] = {}
-        for name, folder in zip(index_names(folders), folders):
+        for name, folder in zip(index_names(paths), paths):
             self.served[name] = self._load(name, folder)
         self.default = next(iter(self.served))
         self._stop = threading.Event()

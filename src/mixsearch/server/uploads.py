@@ -37,10 +37,10 @@ def decode_image(data: bytes, *, name: str = "upload", max_pixels: int = MAX_PIX
                     )
                 im.load()
                 return im.convert("RGB")
+    except (UploadTooLarge, NotAnImage):
+        raise
     except UnidentifiedImageError:
-        raise NotAnImage(
-            f"{name}: not an image this server reads (it takes {', '.join(FORMATS)})"
-        ) from None
+        raise NotAnImage(f"{name}: not an image this server reads (it takes {', '.join(FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UploadTooLarge(f"{name}: refused as a possible decompression bomb ({err})") from None
     except (OSError, ValueError, SyntaxError) as err:
@@ -86,9 +86,9 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    from starlette.exceptions import HTTPException
+                    from fastapi import HTTPException
 
-                    # an HTTPException passes through FastAPI's body parsing unchanged
+                    # FastAPI's HTTPException passes through its body parsing unchanged
                     raise HTTPException(413, _too_large_message(limit))
             return message
 
@@ -96,7 +96,8 @@ class BodyLimit:
 
 
 def _too_large_message(limit: int) -> str:
-    return f"request body over this server's upload limit of {limit / 2**20:.1f} MiB"
+    size = f"{limit / 2**20:.3g} MiB" if limit >= 2**20 else f"{limit / 2**10:.3g} KiB"
+    return f"request body over this server's upload limit of {size}"
 
 
 async def _too_large(send: Any, limit: int) -> None:
