@@ -101,7 +101,7 @@ class CliServer:
     def __init__(self, *args: str, env: dict | None = None):
         command = [sys.executable, "-m", "mixsearch", "serve", *args, "--host", "127.0.0.1", "--port", "0"]
         if shutil.which("timeout"):
-            command = ["timeout", "-s", "INT", "-k", "10", str(SERVER_LIFETIME_S), *command]
+            command = ["timeout", "--foreground", "-s", "INT", "-k", "10", str(SERVER_LIFETIME_S), *command]
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             command,
@@ -135,7 +135,7 @@ class CliServer:
 
     def interrupt(self, timeout: float = 30) -> int:
         """Ctrl-C, as a person would; returns the exit code."""
-        # with `timeout` in front, its child is the server: signal the whole group through timeout
+        # with `timeout --foreground` in front, it passes the signal on to the server, once
         self.process.send_signal(signal.SIGINT)
         try:
             return self.process.wait(timeout=timeout)

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..errors import MixsearchError, UsageError
-from . import queries
+from . import media, queries
 from .state import NotFound, Registry, Served
 from .uploads import thumbnail_data_uri
 
@@ -93,7 +93,8 @@ class Page:
             "root": root,
             "indexes": list(registry.served),
             "index": served.name,
-            "model": served.index.model.get("name"),
+            "model": _short(served.index.model.get("name")),
+            "model_full": served.index.model.get("name"),
             "documents": len(served.index),
             "counts": [(BADGES[m][1], counts.get(m, 0)) for m in BADGES if counts.get(m)],
             "calibration": {
@@ -150,6 +151,7 @@ class Page:
 
     def _hit(self, served: Served, hit: Any, context: dict) -> dict:
         root = context["root"]
+        shown = bool(hit.image) and _servable(served, hit.id)
         links = {key: context[key] for key in ("k", "modality", "view") if context.get(key)}
         like = f"{root}/?" + urlencode({"like": hit.id, "index": served.name, **links})
         return {
@@ -160,8 +162,9 @@ class Page:
             "badge": BADGES.get(hit.modality, (hit.modality, hit.modality))[0],
             "kind": BADGES.get(hit.modality, (hit.modality, hit.modality))[1],
             "text": hit.text,
-            "thumb": queries.media_url(root, "thumbnail", served, hit.id, size=320) if hit.image else None,
-            "original": queries.media_url(root, "media", served, hit.id) if hit.image else None,
+            "thumb": queries.media_url(root, "thumbnail", served, hit.id, size=320) if shown else None,
+            "original": queries.media_url(root, "media", served, hit.id) if shown else None,
+            "missing": bool(hit.image) and not shown,
             "like": like if hit.image else None,
         }
 
@@ -171,7 +174,7 @@ class Page:
         if not images:
             return []
         step = max(1, len(images) // n)
-        picked = images[::step][:n]
+        picked = [row for row in images[::step] if _servable(served, served.index.ids[row])][:n]
         root = context["root"]
         out = []
         for row in picked:
@@ -193,6 +196,15 @@ class Page:
         )
 
 
+def _servable(served: Served, doc_id: str) -> bool:
+    """Whether a document's image can be served (recorded, still there, inside the corpus)."""
+    try:
+        media.media_file(served, doc_id, "image")
+    except MixsearchError:
+        return False
+    return True
+
+
 def _int(value: str | None, default: int) -> int:
     if value in (None, ""):
         return default
@@ -200,6 +212,12 @@ def _int(value: str | None, default: int) -> int:
         return queries.check_k(int(str(value)))
     except ValueError:
         raise UsageError(f"k must be a whole number from 1 to {queries.MAX_K}, got {value!r}") from None
+
+
+def _short(name: Any) -> str:
+    """A model as people read it: its name, or a local folder's last part."""
+    text = str(name or "")
+    return Path(text).name if text.startswith(("/", ".", "~")) else text
 
 
 def _source(source: Any) -> str | None:

@@ -97,6 +97,14 @@
     });
   }
 
+  // A thumbnail that fails to load (its file went away) shows a placeholder, not a broken image.
+  document.addEventListener("error", function (event) {
+    const img = event.target;
+    if (img && img.tagName === "IMG" && img.parentElement && img.parentElement.classList.contains("thumb")) {
+      img.parentElement.classList.add("broken");
+    }
+  }, true);
+
   // The calibration toggle: both rankings are on the page already; show one or both.
   document.querySelectorAll("#view-toggle input").forEach(function (radio) {
     radio.addEventListener("change", function () {
