@@ -148,7 +148,8 @@ def test_load_1000_queries_from_50_clients(server, index_folder):
     different = [i for i, got in answers.items() if got != serial[i % len(kinds)]]
     assert different == [], f"{len(different)} answers differ from the serial ones"
     print(
-        f"\nload test: 1000 queries from {CLIENTS} clients in {seconds:.1f} s ({1000 / seconds:.0f} queries/s), 0 errors"
+        f"\nload test: 1000 queries from {CLIENTS} clients in {seconds:.1f} s "
+        f"({1000 / seconds:.0f} queries/s), 0 errors"
     )
 
 
