@@ -529,3 +529,17 @@ def test_no_500_for_odd_requests(client):
         response = client.request(method, path)
         assert 400 <= response.status_code < 500 or response.status_code == 200, (path, response.status_code)
     assert os.environ.get("MIXSEARCH_URL") is None or True
+
+
+def test_listening_socket_is_tcp_so_responses_are_not_delayed():
+    # asyncio sets TCP_NODELAY only on sockets created as IPPROTO_TCP; without it each response
+    # waited ~40 ms (Nagle's algorithm against the client's delayed ACK)
+    import socket
+
+    from mixsearch.server.run import _listen
+
+    sock = _listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
