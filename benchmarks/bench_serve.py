@@ -126,7 +126,9 @@ class Connection:
         ]
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n".encode()
+            + data
+            + b"\r\n"
         )
         parts.append(f"--{boundary}--\r\n".encode())
         self.http.request(
@@ -223,7 +225,11 @@ def measure(index: Path, texts: list[str], images: list[bytes], quick: bool) -> 
                 capture_output=True,
             )
             cli.append(time.perf_counter() - start)
-        out["cli_search_url_s"] = {"runs": len(cli), "median": round(statistics.median(cli), 3), "max": round(max(cli), 3)}
+        out["cli_search_url_s"] = {
+            "runs": len(cli),
+            "median": round(statistics.median(cli), 3),
+            "max": round(max(cli), 3),
+        }
     finally:
         server.stop()
     return out
@@ -298,7 +304,10 @@ def markdown(result: dict) -> str:
             f"{r['image']['p50_ms']} / {r['image']['p95_ms']} ms | {r['cli_search_url_s']['median']} s |"
         )
     lines += ["", "Throughput (queries/s; errors), by concurrent clients:", ""]
-    lines += ["| index | query | clients | requests | queries/s | p50 / p95 | errors |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| index | query | clients | requests | queries/s | p50 / p95 | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in result["indexes"]:
         for kind in ("text", "image"):
             for t in r[f"throughput_{kind}"]:

@@ -543,3 +543,13 @@ def test_listening_socket_is_tcp_so_responses_are_not_delayed():
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_loopback_server_refuses_other_host_names(index_folder):
+    # what `mixsearch serve` does on 127.0.0.1: a DNS-rebinding page's Host header is refused
+    from mixsearch.server.run import LOOPBACK_NAMES
+
+    with TestClient(create_app([index_folder], allowed_hosts=[*LOOPBACK_NAMES, "127.0.0.1"])) as c:
+        assert c.get("/health", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+        assert c.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
+        assert c.get("/health", headers={"Host": "evil.example:8000"}).status_code == 400

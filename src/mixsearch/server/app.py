@@ -88,11 +88,14 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
     watch_interval: float = 0.0,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The server application over opened indexes (a ``Registry``, or folders to open now).
 
     ``token``: when set, every request must carry it (see ``auth``). ``watch_interval``: seconds
-    between checks for indexes changed on disk (0: only on ``POST /reload``).
+    between checks for indexes changed on disk (0: only on ``POST /reload``). ``allowed_hosts``:
+    the Host headers accepted (others get 400), e.g. only loopback names for a loopback server, so
+    a web page cannot reach it through DNS rebinding; None accepts any.
     """
     registry = indexes if isinstance(indexes, Registry) else Registry(indexes)
 
@@ -284,6 +287,10 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     if token:
         app.add_middleware(TokenAuth, token=token)
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
 
 

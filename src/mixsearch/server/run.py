@@ -23,6 +23,9 @@ from .uploads import MAX_PIXELS, MAX_UPLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
+#: Host headers a loopback server answers to.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
 
 def check_address(host: str, token: str | None) -> None:
     """Refuse to listen beyond loopback without a token."""
@@ -64,6 +67,7 @@ def serve(
     started = time.perf_counter()
     sock = _listen(host, port)  # fails early (port taken) before minutes of loading
     from .app import create_app
+    from .auth import is_loopback
     from .state import Registry
 
     registry = Registry(folders, device=device)
@@ -73,6 +77,8 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels,
         watch_interval=watch_interval,
+        # a loopback server answers only to loopback names: no DNS-rebinding page can reach it
+        allowed_hosts=[*LOOPBACK_NAMES, host] if is_loopback(host) else None,
     )
     config = uvicorn.Config(
         app,
