@@ -91,9 +91,11 @@ class Server:
         self.ready_s = time.perf_counter() - self.started
 
     def connection(self) -> Connection:
+        """A new keep-alive connection to the server."""
         return Connection(self.host, self.port)
 
     def stop(self) -> None:
+        """Ctrl-C."""
         self.process.send_signal(2)
         self.process.wait(timeout=60)
 
@@ -105,12 +107,14 @@ class Connection:
         self.http = http.client.HTTPConnection(host, port, timeout=120)
 
     def request_status(self, path: str) -> int:
+        """The status of a GET."""
         self.http.request("GET", path)
         response = self.http.getresponse()
         response.read()
         return response.status
 
     def get(self, path: str) -> dict:
+        """A GET's JSON answer."""
         self.http.request("GET", path)
         response = self.http.getresponse()
         body = response.read()
@@ -119,6 +123,7 @@ class Connection:
         return json.loads(body)
 
     def upload(self, data: bytes, fields: dict) -> dict:
+        """POST /api/search with an image."""
         boundary = "benchboundary"
         parts = [
             f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
