@@ -473,6 +473,24 @@ def test_reload_after_recalibration(tiny_clip, index_folder, tmp_path):
         assert c.post("/reload", params={"force": True}).json() == {"indexes": {"index": "reloaded"}}
 
 
+def test_reload_after_a_rebuild(tiny_clip, index_folder, tmp_path):
+    import json
+
+    folder = tmp_path / "index"
+    shutil.copytree(index_folder, folder)
+    with TestClient(create_app([folder])) as c:
+        assert c.get("/health").json()["indexes"]["index"]["documents"] == 14
+        corpus = tmp_path / "small.jsonl"
+        corpus.write_text(
+            "".join(json.dumps({"id": f"n{i}", "text": f"note {i} about a dog"}) + "\n" for i in range(3))
+        )
+        ms.build_index(corpus, folder, str(tiny_clip), calibration="none", cache_dir=tmp_path / "cache", progress=False)
+        assert c.post("/reload").json() == {"indexes": {"index": "reloaded"}}
+        assert c.get("/health").json()["indexes"]["index"]["documents"] == 3
+        assert {h["id"] for h in c.get("/api/search", params={"q": "dog"}).json()["hits"]} == {"n0", "n1", "n2"}
+        assert c.get("/api/documents/m1").status_code == 404
+
+
 def test_reload_error_keeps_serving(tiny_clip, index_folder, tmp_path):
     folder = tmp_path / "index"
     shutil.copytree(index_folder, folder)
