@@ -162,7 +162,10 @@ def _multipart(data: bytes) -> tuple[bytes, str]:
 def test_token_and_ctrl_c(index_folder):
     live = CliServer(str(index_folder), env={"MIXSEARCH_TOKEN": "t0ken-for-tests"})
     try:
-        assert "needs the token" in "".join(live.lines)
+        deadline = time.monotonic() + 10
+        while "needs the token" not in "".join(live.lines):  # printed just after the address
+            assert time.monotonic() < deadline, "".join(live.lines)
+            time.sleep(0.05)
         with pytest.raises(ms.MixsearchError, match="401"):
             Client(live.url).health()
         assert Client(live.url, token="t0ken-for-tests").health()["status"] == "ok"
