@@ -28,7 +28,9 @@ FORBIDDEN = {
     "ingest": {"encoders", "embedding", "calibration", "index", "engine", "bench", "cli", "eval"},
     "embedding": {"calibration", "index", "engine", "bench", "cli", "eval"},
     "eval": {"encoders", "embedding", "calibration", "index", "engine", "ingest", "bench", "cli"},
-    "engine": {"bench", "cli", "demo"},
+    "engine": {"bench", "cli", "demo", "server"},
+    # the server is a face like the CLI: over the public API, never the other way round
+    "server": {"bench", "cli", "demo", "training"},
     "bench": {"cli", "demo"},
 }
 # the only libraries the calibration maths may use

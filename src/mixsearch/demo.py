@@ -103,7 +103,8 @@ def run_demo(
     say(f"  (the corpus itself: {counts['text']} text, {counts['image']} image, {counts['multimodal']} image+text)")
     seconds = time.perf_counter() - started
     say(f"\nDone in {seconds:.0f} s. Indexes: {out / 'plain'} and {out / 'calibrated'}; corpus: {corpus}")
-    say(f'Next: mixsearch search {out / "calibrated"} "a dog jumping into the water"')
+    say(f"Next: mixsearch serve {out / 'calibrated'}        (a search page at http://127.0.0.1:8000/)")
+    say(f'      mixsearch search {out / "calibrated"} "a dog jumping into the water"')
     say(f"      mixsearch search {out / 'calibrated'} {docs[-1].image} --modality text     (an image as the query)")
     say(f"      mixsearch index your-corpus.jsonl --model {model} --out your-index")
     return DemoResult(model, rule, len(bench.queries), summary, seconds, lines)

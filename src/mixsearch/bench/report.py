@@ -219,7 +219,8 @@ def _hit_html(hit: dict) -> str:
     mark = f'<span class="badge r">relevant ({hit["relevance"]})</span>' if hit["relevance"] > 0 else ""
     return (
         f'<div class="{cls}">{img}<div><div class="meta">#{hit["rank"]} <b>{html.escape(hit["id"])}</b> '
-        f'<span class="badge">{hit["modality"]}</span> score {hit["score"]:+.4f} {mark}</div>{text}</div></div>'
+        f'<span class="badge">{html.escape(str(hit["modality"]))}</span> '
+        f"score {hit['score']:+.4f} {mark}</div>{text}</div></div>"
     )
 
 

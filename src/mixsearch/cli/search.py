@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +11,10 @@ import typer
 
 from ..errors import UsageError
 from ..ingest import media_kind
+from ..types import Hit
 from ._app import command, say
+
+HIT_FIELDS = {f.name for f in fields(Hit)}
 
 
 @command
@@ -24,10 +28,20 @@ def search(
     k: int = typer.Option(10, "-k", help="Number of results."),
     modality: Optional[str] = typer.Option(None, help="Only return text, image, audio, video or multimodal documents."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines output for machines."),
+    calibration: str = typer.Option(
+        "calibrated", help="'calibrated': the index as stored; 'plain': plain CLIP from the same stored embeddings."
+    ),
+    url: Optional[str] = typer.Option(
+        None,
+        envvar="MIXSEARCH_URL",
+        show_envvar=True,
+        help="Ask a running 'mixsearch serve' at this address instead of loading the model here "
+        "(INDEX_DIR then names the served index by its folder name).",
+    ),
+    token: Optional[str] = typer.Option(None, envvar="MIXSEARCH_TOKEN", help="The server's access token (with --url)."),
     device: Optional[str] = typer.Option(None),
 ) -> None:
     """Search an index with a text or image query (or both: an image+text query)."""
-    from .. import open_index
 
     if query is not None and text is not None:
         raise UsageError("give the query text once: as the argument or with --text")
@@ -40,15 +54,41 @@ def search(
         raise UsageError(f"{image}: no such image file (to search for this as text, use --text)")
     if text is None and image is None:
         raise UsageError("give a query: text, or an image path (--image)")
-    hits = open_index(index_dir, device=device).search(text, image, k=k, modality=modality)
+    if calibration not in ("calibrated", "plain"):
+        raise UsageError(f"--calibration must be 'calibrated' or 'plain', got {calibration!r}")
+    if url:
+        records = _ask_server(url, token, index_dir, text, image, k, modality, calibration)
+    else:
+        records = [hit.to_dict() for hit in _search_here(index_dir, text, image, k, modality, calibration, device)]
     if as_json:
-        for hit in hits:
-            typer.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
+        for record in records:
+            typer.echo(json.dumps(record, ensure_ascii=False))
         return
+    hits = [Hit(**{key: v for key, v in r.items() if key in HIT_FIELDS}) for r in records]
     if not hits:
         say("no results")
     for hit in hits:
         typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
+
+
+def _search_here(index_dir, text, image, k, modality, calibration, device) -> list[Hit]:
+    """Load the index and its model in this process (seconds: torch and the model load)."""
+    from .. import open_index
+
+    index = open_index(index_dir, device=device)
+    if calibration == "plain":
+        index = index.with_calibration("none")
+    return index.search(text, image, k=k, modality=modality)
+
+
+def _ask_server(url, token, index_dir, text, image, k, modality, calibration) -> list[dict]:
+    """Ask a running server (milliseconds: the model is already warm there)."""
+    from ..client import Client
+
+    answer = Client(url, token=token).search(
+        text, image, k=k, modality=modality, calibration=calibration, index=Path(index_dir).name
+    )
+    return answer["hits"]
 
 
 def _preview(hit, width: int = 80) -> str:

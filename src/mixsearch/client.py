@@ -1,0 +1,136 @@
+"""A client of a running ``mixsearch serve``, on the standard library alone (no torch, no model:
+a query answers in milliseconds).
+
+    from mixsearch.client import Client
+    client = Client("http://127.0.0.1:8000", token=None)
+    answer = client.search("a dog running on the beach", k=5)          # text
+    answer = client.search(image="photo.jpg", modality="text")           # image (uploaded)
+    answer["hits"][0]["id"], answer["calibration"]["method"]
+
+Errors come back as mixsearch's own: ``UsageError`` for a 422 or 404 (a bad parameter, an index
+or document this server does not have), ``InputError`` for a refused upload, ``MixsearchError``
+for the rest (no server at the address, a missing token).
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import secrets
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, MixsearchError, UsageError
+
+
+class Client:
+    """Talks to a mixsearch server at ``url`` (``token``: its access token, if it has one)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0):
+        if not url.startswith(("http://", "https://")):
+            url = "http://" + url
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def search(
+        self,
+        text: str | None = None,
+        image: str | Path | None = None,
+        *,
+        k: int = 10,
+        modality: str | None = None,
+        calibration: str = "calibrated",
+        index: str | None = None,
+        like: str | None = None,
+    ) -> dict:
+        """One query: a text, an image file (uploaded), both, or ``like`` a document id."""
+        fields = {"q": text, "k": k, "modality": modality, "calibration": calibration, "index": index, "like": like}
+        fields = {key: value for key, value in fields.items() if value is not None}
+        if image is None:
+            return self._request("GET", "/api/search?" + urllib.parse.urlencode(fields))
+        path = Path(image)
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise UsageError(f"{image}: cannot read the query image ({err.strerror or err})") from None
+        body, content_type = _multipart(fields, "image", path.name, data)
+        return self._request("POST", "/api/search", body, content_type)
+
+    def search_batch(self, texts: list[str], *, k: int = 10, modality: str | None = None, **options: Any) -> dict:
+        """Many text queries at once."""
+        payload = {"queries": list(texts), "k": k, "modality": modality, **options}
+        return self._request("POST", "/api/search/batch", json.dumps(payload).encode(), "application/json")
+
+    def info(self) -> dict:
+        """What the server serves: models, calibrations, documents per modality."""
+        return self._request("GET", "/info")
+
+    def health(self) -> dict:
+        """Whether the server is up."""
+        return self._request("GET", "/health")
+
+    def document(self, doc_id: str, index: str | None = None) -> dict:
+        """A document by id."""
+        query = "?" + urllib.parse.urlencode({"index": index}) if index else ""
+        return self._request("GET", f"/api/documents/{urllib.parse.quote(doc_id, safe='')}{query}")
+
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> dict:
+        request = urllib.request.Request(self.url + path, data=body, method=method)
+        request.add_header("Accept", "application/json")
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raise _error(err) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise MixsearchError(
+                f"no mixsearch server answers at {self.url} ({reason}); start one with 'mixsearch serve INDEX'"
+            ) from None
+
+
+def _error(err: urllib.error.HTTPError) -> MixsearchError:
+    try:
+        detail = json.loads(err.read()).get("detail")
+    except (ValueError, AttributeError, OSError):
+        detail = None
+    message = f"server answered {err.code}: {detail or err.reason}"
+    if err.code == 401:
+        return MixsearchError(f"{message} (give the token with --token or MIXSEARCH_TOKEN)")
+    if err.code in (404, 422):
+        return UsageError(message)
+    if err.code in (400, 413, 415):
+        return InputError(message)
+    return MixsearchError(message)
+
+
+def _multipart(fields: dict[str, Any], file_field: str, filename: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with ``fields`` and one file."""
+    boundary = "mixsearch-" + secrets.token_hex(12)
+    parts = []
+    for key, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
+    kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    safe_name = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{safe_name}"\r\n'
+        f"Content-Type: {kind}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def default_url() -> str | None:
+    """The server address from ``MIXSEARCH_URL``, if set."""
+    return os.environ.get("MIXSEARCH_URL") or None

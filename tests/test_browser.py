@@ -1,0 +1,154 @@
+"""The page in a real browser: headless Chromium (Debian's ``chromium`` package) driven by
+Playwright. It loads the page, types a query, sees thumbnails and badges, uploads an image,
+toggles the calibration, follows "more like this", and saves a screenshot.
+
+Skips, saying why, where Playwright or a Chromium binary is missing (CI installs both:
+``.ci/run`` runs ``apt-get install -y chromium``). Set MIXSEARCH_SCREENSHOT_DIR to keep the
+screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server needs the 'serve' extra: pip install 'mixsearch[serve]'")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the browser test needs Playwright: pip install playwright"
+)
+
+from conftest import write_image  # noqa: E402
+from server_helpers import XSS, ThreadServer, build_served_index  # noqa: E402
+
+from mixsearch.server import create_app  # noqa: E402
+
+
+def chromium() -> str:
+    candidates = [os.environ.get("MIXSEARCH_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"]
+    candidates += [shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")]
+    for path in candidates:
+        if path and Path(path).is_file() and os.access(path, os.X_OK):
+            return path
+    pytest.skip("no Chromium binary found (Debian: apt-get install -y chromium; or set MIXSEARCH_CHROMIUM)")
+
+
+@pytest.fixture(scope="module")
+def live(tiny_clip, tmp_path_factory):
+    folder = build_served_index(tmp_path_factory.mktemp("browser"), tiny_clip)
+    with ThreadServer(create_app([folder])) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium()
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+def keep(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("MIXSEARCH_SCREENSHOT_DIR"):
+        target = Path(os.environ["MIXSEARCH_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / name)
+    return path
+
+
+def all_images_loaded(page, selector: str, timeout: float = 15) -> bool:
+    """Whether every image matching ``selector`` has loaded (waiting up to ``timeout`` s). Polled from
+    here: the page's Content-Security-Policy forbids the eval that page.wait_for_function needs."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        loaded = page.eval_on_selector_all(
+            selector, "els => els.length > 0 && els.every(e => e.complete && e.naturalWidth > 0)"
+        )
+        if loaded or time.monotonic() > deadline:
+            return loaded
+        page.wait_for_timeout(100)
+
+
+def test_search_from_a_browser(live, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    dialogs, failures = [], []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: failures.append(str(e)))
+    page.goto(live.url + "/")
+    assert page.title() == "mixsearch"
+    assert all_images_loaded(page, ".gallery img")
+
+    # type a query: thumbnails, badges, scores, the share of each modality, both rankings
+    page.fill("#q", "dog beach grass")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results .card")
+    assert "q=dog+beach+grass" in page.url  # a text search is a shareable address
+    assert all_images_loaded(page, "#results .thumb img")
+    badges = set(page.locator("[data-column=calibrated] .badge").all_inner_texts())
+    assert {"T", "I", "I+T"} <= badges, badges
+    assert page.locator("[data-column=calibrated] .card").count() == 10
+    assert page.locator("[data-column=plain]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
+    assert page.locator("[data-column=calibrated] .share .seg").count() >= 2
+    keep(page, tmp_path, "search.png")
+
+    # toggle the calibration: one ranking at a time, remembered in the address
+    page.click("label[for=view-plain]")
+    assert page.locator("[data-column=plain]").is_visible()
+    assert not page.locator("[data-column=calibrated]").is_visible()
+    assert "view=plain" in page.url
+    page.click("label[for=view-calibrated]")
+    assert page.locator("[data-column=calibrated]").is_visible()
+    assert not page.locator("[data-column=plain]").is_visible()
+    page.click("label[for=view-both]")
+    assert page.locator("[data-column=plain]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
+
+    # a hostile document text shows as text, and runs nothing
+    page.fill("#q", f"{XSS} dog beach")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results [data-id=xss]")
+    shown = page.locator("[data-column=calibrated] [data-id=xss]").inner_text()
+    assert XSS in shown
+    assert dialogs == []
+
+    # upload an image (with the text: an image+text query)
+    photo = write_image(tmp_path / "my photo.png", 42, size=64)
+    page.set_input_files("#image", str(photo))
+    assert page.locator("#preview").is_visible()
+    page.click("button.go")
+    page.wait_for_selector(".query-image")
+    assert "image+text query" in page.locator(".query-kind").text_content()
+    assert all_images_loaded(page, ".query-image")
+    assert page.locator("[data-column=calibrated] .card").count() == 10
+    keep(page, tmp_path, "upload.png")
+
+    # "more like this" on an image result
+    page.locator("[data-column=calibrated] .card .like").first.click()
+    page.wait_for_selector(".query-kind")
+    assert "like=" in page.url and "more like" in page.locator(".query-kind").text_content()
+    first = page.locator("[data-column=calibrated] .card").first
+    assert first.get_attribute("data-id") in page.url
+    path = keep(page, tmp_path, "more-like-this.png")
+    assert path.stat().st_size > 10_000
+    assert failures == [] and dialogs == []
+    page.close()
+
+
+def test_bad_input_in_the_browser(live, browser, tmp_path):
+    page = browser.new_page()
+    page.goto(live.url + "/?q=dog&k=0")
+    assert "k must be" in page.locator(".error").inner_text()
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    page.goto(live.url + "/")
+    page.set_input_files("#image", str(not_an_image))
+    page.click("button.go")
+    page.wait_for_selector(".error")
+    assert "not an image" in page.locator(".error").inner_text()
+    page.close()
