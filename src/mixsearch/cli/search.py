@@ -40,6 +40,8 @@ def search(
     ),
     token: Optional[str] = typer.Option(None, envvar="MIXSEARCH_TOKEN", help="The server's access token (with --url)."),
     device: Optional[str] = typer.Option(None),
+    threads: int = typer.Option(1, help="CPU threads for encoding the query (one query: 1 is fastest on busy cores)."),
+    runtime: str = typer.Option("auto", help="Transformers models: auto (ONNX Runtime once exported), torch or onnx."),
 ) -> None:
     """Search an index with a text or image query (or both: an image+text query)."""
 
@@ -59,7 +61,11 @@ def search(
     if url:
         records = _ask_server(url, token, index_dir, text, image, k, modality, calibration)
     else:
-        records = [hit.to_dict() for hit in _search_here(index_dir, text, image, k, modality, calibration, device)]
+        from ..encoders.base import set_threads
+
+        set_threads(threads)
+        found = _search_here(index_dir, text, image, k, modality, calibration, device, runtime)
+        records = [hit.to_dict() for hit in found]
     if as_json:
         for record in records:
             typer.echo(json.dumps(record, ensure_ascii=False))
@@ -71,11 +77,11 @@ def search(
         typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
 
 
-def _search_here(index_dir, text, image, k, modality, calibration, device) -> list[Hit]:
+def _search_here(index_dir, text, image, k, modality, calibration, device, runtime) -> list[Hit]:
     """Load the index and its model in this process (seconds: torch and the model load)."""
     from .. import open_index
 
-    index = open_index(index_dir, device=device)
+    index = open_index(index_dir, device=device, runtime=runtime)
     if calibration == "plain":
         index = index.with_calibration("none")
     return index.search(text, image, k=k, modality=modality)
