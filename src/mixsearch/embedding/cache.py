@@ -20,8 +20,10 @@ _BATCH = 500  # SQLite's bound-parameter limit is comfortably above this
 
 
 def content_key(modality: str, item: str | Path) -> str:
-    """``modality:sha256`` of a text, or of a media file's bytes."""
+    """``modality:sha256`` of a text, or of a media file's bytes. ``modality`` may carry a loading
+    option after an ``@`` (``video@8``: eight frames per clip), which keys the item apart."""
     h = hashlib.sha256(modality.encode() + b"\0")
+    what = modality.split("@")[0]
     if modality == "text":
         h.update(str(item).encode("utf-8"))
     else:
@@ -30,9 +32,9 @@ def content_key(modality: str, item: str | Path) -> str:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
         except FileNotFoundError:
-            raise InputError(f"{item}: {modality} file not found") from None
+            raise InputError(f"{item}: {what} file not found") from None
         except OSError as err:
-            raise InputError(f"{item}: unreadable {modality} file ({err})") from None
+            raise InputError(f"{item}: unreadable {what} file ({err})") from None
     return h.hexdigest()
 
 

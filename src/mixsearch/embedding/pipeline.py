@@ -12,7 +12,6 @@ import numpy as np
 from ..config import cache_root
 from ..encoders.base import Encoder
 from ..errors import InputError
-from ..ingest.media import load_media
 from ..progress import progress_bar
 from ..types import Problem
 from .cache import EmbeddingCache, content_key
@@ -61,7 +60,7 @@ def embed(
     keys: list[str | None] = []
     for i, item in enumerate(items):
         try:
-            keys.append(content_key(modality, item))
+            keys.append(content_key(encoder.cache_tag(modality), item))
         except InputError as err:
             keys.append(None)
             fail(i, str(err))
@@ -81,7 +80,7 @@ def embed(
             batch, rows = [], []
             for i in batch_rows:
                 try:
-                    batch.append(items[i] if modality == "text" else load_media(modality, items[i]))
+                    batch.append(items[i] if modality == "text" else encoder.load(modality, items[i]))
                     rows.append(i)
                 except InputError as err:
                     fail(i, str(err))
