@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -406,7 +406,7 @@ def suggest_class(config: Any, model: Any, missing: list[str], unexpected: list[
     present = set(model.state_dict()) - set(missing) | set(unexpected)
     module = importlib.import_module(type(model).__module__)
     for name in getattr(module, "__all__", []):
-        cls: Any = getattr(module, name, None)
+        cls = getattr(module, name, None)
         if (
             not inspect.isclass(cls)
             or cls is type(model)
@@ -417,7 +417,7 @@ def suggest_class(config: Any, model: Any, missing: list[str], unexpected: list[
             continue
         try:
             with torch.device("meta"):
-                candidate = cls(config)
+                candidate = cast(Any, cls)(config)
         except Exception:  # noqa: BLE001 - a class that cannot be built from this config is no candidate
             continue
         if set(candidate.state_dict()) == present:
