@@ -185,7 +185,10 @@ def make_blip_retrieval(folder: Path, seed: int = 0) -> Path:
     _seed(seed)
     tokenizer = bert_tokenizer()
     text = _text(tokenizer.vocab_size, encoder_hidden_size=32, pad_token_id=0)
-    config = BlipConfig(text_config=text, vision_config=VISION, projection_dim=16, image_text_hidden_size=16)
+    # BLIP initialises its vision tower at 1e-10 (it is always fine-tuned from a checkpoint): a
+    # random one at that scale maps every image to the same vector
+    vision = VISION | {"initializer_range": 0.02}
+    config = BlipConfig(text_config=text, vision_config=vision, projection_dim=16, image_text_hidden_size=16)
     BlipForImageTextRetrieval(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     BlipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
@@ -201,12 +204,15 @@ def make_align(folder: Path, seed: int = 0, projection_dim: int = 16, vision_dim
     tokenizer = bert_tokenizer()
     vision = dict(
         image_size=32,
-        width_coefficient=0.1,
+        width_coefficient=1.0,
         depth_coefficient=0.1,
-        hidden_dim=vision_dim,
+        hidden_dim=32,  # the pooling window; the image embedding is the last block's channels
         num_hidden_layers=4,
-        in_channels=[8, 8, 8, 8, 8, 8, 8],
-        out_channels=[8, 8, 8, 8, 8, 8, 8],
+        in_channels=[32, 8, 8, 8, 8, 8, 8],  # the stem gives 32
+        out_channels=[8, 8, 8, 8, 8, 8, vision_dim],
+        # a random EfficientNet this small gives all-zero (or overflowing) features at the usual
+        # initialisation scale; 0.2 keeps them finite and distinct
+        initializer_range=0.2,
     )
     config = AlignConfig(text_config=_text(tokenizer.vocab_size), vision_config=vision, projection_dim=projection_dim)
     AlignModel(config).save_pretrained(folder)
