@@ -144,7 +144,8 @@ class TransformersEncoder(Encoder):
 
     def info(self) -> dict:
         """The manifest record, with the frames sampled per video (they change video embeddings)."""
-        return {**super().info(), "video_frames": self.video_frames}
+        record = super().info()
+        return {**record, "video_frames": self.video_frames} if "video" in self.modalities else record
 
     def cache_tag(self, modality: str) -> str:
         """Video embeddings depend on the frames sampled per clip: cached apart per frame count."""
@@ -342,13 +343,13 @@ def _loading(source: str, what: str, load: Callable[[], Any]) -> Any:
     except ImportError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MissingDependencyError(
-            f"cannot load the {what} of model {source!r}: {first} (install the package it names into this "
+            f"cannot load model {source!r} (its {what}): {first} (install the package it names into this "
             "environment; mixsearch's own dependencies cover SentencePiece tokenizers, and its [audio] and "
             "[video] extras audio and video decoding)"
         ) from None
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"cannot load the {what} of model {source!r}: {first}") from None
+        raise ModelError(f"cannot load model {source!r} (its {what}): {first}") from None
 
 
 def _model_class(config: Any) -> Any:
