@@ -92,7 +92,7 @@ def fit_on_corpus(
     # a role with nothing to fit on stays plain (mean zero), so every query kind the model takes
     # still works (an audio query on a text-only index of an audio model, say)
     encodes = set(model.get("modalities") or ("text", "image")) & set(MODALITIES)
-    cal.zero_roles = ({"query", "text", "image"} | encodes) - set(cal.counts_)
+    cal.zero_roles = ({"query", "text"} | encodes) - set(cal.counts_)
     if cal.zero_roles:
         note += (
             f"; no {', '.join(r for r in ROLES if r in cal.zero_roles)} items here: those stay uncalibrated (mean zero)"
