@@ -60,67 +60,139 @@ def beir(tmp_path):
     return folder
 
 
-README = """---
-configs:
-{configs}
----
-# tiny MixBench in the Hugging Face layout
+MIXBENCH_SCRIPT = """import datasets  # MixBench25's loading script: the datasets library (4+) refuses to run it
+_SUBSETS = ["MSCOCO", "Google_WIT", "VisualNews", "OVEN"]
 """
+
+
+def mixbench_ids(subset: str, i: int) -> tuple[str, str]:
+    """Query and corpus ids as MixBench25 writes them: MSCOCO's are zero-padded numbers."""
+    if subset == "MSCOCO":
+        return f"{i:012d}", f"{391895 + i:012d}"
+    return f"{subset[:2]}q{i}", f"{subset[:2]}c{i}"
 
 
 @pytest.fixture
 def mixbench(tmp_path):
-    """Two configs in MixBench25's layout: MSCOCO (paired corpus: setting 3 mixes it, seeded) and
-    OVEN (queries with an image too, and its own mixed_corpus split)."""
+    """Two subsets laid out as the hub repository mixed-modality-search/MixBench25 holds them
+    (cloned with git-lfs): ``<subset>/queries.jsonl``, ``corpus.jsonl``, ``mixed_corpus.jsonl``,
+    ``qrels/qrels.tsv`` (header ``query_id corpus_id score``), images named relative to
+    ``<subset>/images/``, a README and the loading script. MSCOCO: zero-padded numeric ids, a paired
+    corpus (setting 3 mixes it, seeded); OVEN: queries with an image too, and its mixed corpus."""
     rng = np.random.default_rng(2)
     root = tmp_path / "MixBench25"
-    configs = []
     for s, subset in enumerate(("MSCOCO", "OVEN")):
         (root / subset / "images").mkdir(parents=True)
-        queries, corpus, mixed, qrel = [], [], [], []
+        (root / subset / "qrels").mkdir()
+        queries, corpus, mixed, qrels = [], [], [], ["query_id\tcorpus_id\tscore"]
         for i in range(6):
-            write_image(root / subset / "images" / f"c{i}.jpg", 50 * s + i)
-            cid = f"{subset[:2]}c{i}"
-            corpus.append({"corpus_id": cid, "text": sentence(rng, 8), "image": f"c{i}.jpg"})
+            qid, cid = mixbench_ids(subset, i)
+            write_image(root / subset / "images" / f"{cid}.jpg", 50 * s + i)
+            corpus.append({"corpus_id": cid, "text": sentence(rng, 8), "image": f"{cid}.jpg"})
             mixed.append(
                 {
                     "corpus_id": cid,
                     "text": corpus[-1]["text"] if i % 3 != 1 else None,
-                    "image": f"c{i}.jpg" if i % 3 != 0 else None,
+                    "image": f"{cid}.jpg" if i % 3 != 0 else None,
                 }
             )
-            q = {"query_id": f"{subset[:2]}q{i}", "text": sentence(rng, 4)}
+            q = {"query_id": qid, "text": sentence(rng, 4)}
             if subset == "OVEN":
                 write_image(root / subset / "images" / f"q{i}.jpg", 500 + i)
                 q["image"] = f"q{i}.jpg"
             queries.append(q)
-            qrel.append({"query_id": q["query_id"], "corpus_id": cid, "score": 1})
-        splits = {"query": queries, "corpus": corpus, "qrel": qrel}
-        if subset == "OVEN":
-            splits["mixed_corpus"] = mixed
-        for split, rows in splits.items():
-            with (root / subset / f"{split}.jsonl").open("w") as f:
+            qrels.append(f"{qid}\t{cid}\t1")
+        for name, rows in (("queries", queries), ("corpus", corpus), ("mixed_corpus", mixed)):
+            if name == "mixed_corpus" and subset == "MSCOCO":
+                continue
+            with (root / subset / f"{name}.jsonl").open("w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)
-        files = "\n".join(f"  - split: {split}\n    path: {subset}/{split}.jsonl" for split in splits)
-        configs.append(f"- config_name: {subset}\n  data_files:\n{files}")
-    (root / "README.md").write_text(README.format(configs="\n".join(configs)))
+        (root / subset / "qrels" / "qrels.tsv").write_text("\n".join(qrels) + "\n")
+    (root / "README.md").write_text("# MixBench25\nEach subset: queries, corpus, mixed_corpus, qrels.\n")
+    (root / "MixBench25.py").write_text(MIXBENCH_SCRIPT)
     return root
 
 
 # -- loaders ---------------------------------------------------------------------------------------
 
 
-def test_mixbench_hf_layout_loads_through_datasets(mixbench):
+def test_mixbench25_layout_loads_with_ids_as_written(mixbench):
     coco = B.load_mixbench(mixbench, "MSCOCO")
     assert len(coco.queries) == 6 and len(coco.corpus) == 6 and coco.mixed is None
     assert all(d.modality == "multimodal" and d.image.is_file() for d in coco.corpus)
-    assert coco.qrels["MSq0"] == {"MSc0": 1}
+    assert coco.queries[0].id == "000000000000" and coco.corpus[0].id == "000000391895"  # never re-typed
+    assert coco.qrels["000000000000"] == {"000000391895": 1}
     assert coco.source["revision"].startswith("sha256:") and coco.source["subset"] == "MSCOCO"
+    assert coco.source["format"] == "jsonl"
     oven = B.load_mixbench(mixbench, "OVEN")
     assert all(q.parts == ("text", "image") and q.image.is_file() for q in oven.queries)
     assert sorted(d.modality for d in oven.mixed) == ["image"] * 2 + ["multimodal"] * 2 + ["text"] * 2
     with pytest.raises(B.BenchError, match="needs a subset"):
         B.load_benchmark(mixbench, "mixbench")
+
+
+def test_mixbench_with_nothing_judged_is_an_error(mixbench):
+    qrels = mixbench / "MSCOCO" / "qrels" / "qrels.tsv"
+    # ids as a type-inferring reader would have made them: 000000391895 -> 391895
+    lines = qrels.read_text().splitlines()
+    qrels.write_text("\n".join([lines[0]] + ["\t".join(str(int(c)) for c in ln.split("\t")) for ln in lines[1:]]))
+    with pytest.raises(B.BenchError, match="no query is judged"):
+        B.load_mixbench(mixbench, "MSCOCO")
+
+
+def test_mixbench_lfs_pointer_instead_of_image(mixbench):
+    image = mixbench / "OVEN" / "images" / "q0.jpg"
+    image.write_text(
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n"
+    )
+    with pytest.raises(B.BenchError, match="git-lfs pointer.*git lfs pull"):
+        B.load_mixbench(mixbench, "OVEN")
+
+
+def test_mixbench2026_parquet_with_embedded_images(mixbench, tmp_path):
+    """MixBench2026: Parquet with ``id, text, image{bytes}`` and no qrels (MixBench25's judge it)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "MixBench2026"
+    (root / "MSCOCO").mkdir(parents=True)
+    old = B.load_mixbench(mixbench, "MSCOCO")
+
+    def png(path):
+        out = io.BytesIO()
+        from PIL import Image
+
+        Image.open(path).save(out, format="PNG")
+        return out.getvalue()
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    queries = pa.table(
+        {"id": [q.id for q in old.queries], "text": [q.text for q in old.queries]},
+    )
+    corpus = pa.table(
+        {
+            "id": pa.array([d.id for d in old.corpus], pa.string()),
+            "text": [d.text if i % 2 else None for i, d in enumerate(old.corpus)],
+            "image": pa.array([{"bytes": png(d.image), "path": None} for d in old.corpus], image_type),
+        }
+    )
+    pq.write_table(queries, root / "MSCOCO" / "queries-00000-of-00001.parquet")
+    pq.write_table(corpus, root / "MSCOCO" / "corpus-00000-of-00001.parquet")
+    with pytest.raises(B.BenchError, match="MixBench2026 ships no qrels"):
+        B.load_mixbench(root, "MSCOCO")
+    new = B.load_mixbench(root, "MSCOCO", qrels=mixbench)  # a MixBench25 copy judges it
+    assert new.source["format"] == "parquet" and new.qrels == old.qrels
+    assert [d.id for d in new.corpus] == [d.id for d in old.corpus]
+    assert all(d.image.is_file() and d.image.suffix == ".png" for d in new.corpus)
+    from PIL import Image
+
+    assert Image.open(new.corpus[0].image).size == Image.open(old.corpus[0].image).size
+    assert sorted(d.modality for d in new.corpus) == ["image"] * 3 + ["multimodal"] * 3
+    again = B.load_mixbench(root, "MSCOCO", qrels=mixbench / "MSCOCO" / "qrels" / "qrels.tsv")
+    assert [d.image for d in again.corpus] == [d.image for d in new.corpus]  # stored once, by content
 
 
 def test_beir_folder(beir):
@@ -303,7 +375,7 @@ def test_screenshot_setting1_on_beir(tiny_clip, beir, tmp_path):
 
 
 def test_text_only_model_refuses_image_settings(beir, tmp_path):
-    with pytest.raises(B.BenchError, match="need an image-text model"):
+    with pytest.raises(B.BenchError, match="setting 1 needs an image-text model"):
         B.bench(beir, ["all-MiniLM-L6-v2"], tmp_path / "out", config=cfg(settings=(1,)))
 
 

@@ -170,7 +170,7 @@ def test_default_calibration_serves_every_query_kind(tiny_clip, tmp_path):
     for i in range(3):
         write_image(tmp_path / "photos" / f"p{i}.png", i)
     idx, report = build_index(tmp_path / "photos", tmp_path / "a", str(tiny_clip), progress=False)
-    assert "no query, text items here: those stay uncalibrated" in report.summary()
+    assert "no query, text, video items here: those stay uncalibrated" in report.summary()
     assert len(idx.search("a dog", k=2)) == 2
     docs = [
         Document("t1", text="hello"),

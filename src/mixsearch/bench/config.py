@@ -19,7 +19,7 @@ class BenchConfig:
     settings: tuple[int, ...] = (3,)
     p_grid: tuple[float, ...] = DEFAULT_GRID
     alpha_grid: tuple[float, ...] = DEFAULT_GRID
-    replace: str = "image"  # setting 1: "image" or "screenshot"
+    replace: str = "image"  # setting 1: "image", "audio", "video" or "screenshot"
     alpha: float = 0.5  # image+text weight in settings 1 and 3
     depth: int = 100  # hits retrieved per query
     metrics: tuple[str, ...] = DEFAULT_METRICS

@@ -1,14 +1,18 @@
 """Benchmark datasets: loaders for MixBench, BEIR folders and caption datasets, and the seeded rules.
 
 Datasets (``load_benchmark``):
-- ``mixbench``: the Hugging Face layout of ``mixed-modality-search/MixBench25`` (configs MSCOCO,
-  Google_WIT, VisualNews, OVEN; splits ``query``, ``corpus``, ``qrel`` and, where present,
-  ``mixed_corpus``; fields ``query_id``, ``corpus_id``, ``text``, ``image`` (a path under the images
-  folder), ``score``), read with ``datasets`` from a hub id (downloaded with ``snapshot_download``,
-  so the dataset revision is the snapshot's commit) or a local copy of the repository.
+- ``mixbench``: ``mixed-modality-search/MixBench25`` as its repository holds it (subsets MSCOCO,
+  Google_WIT, VisualNews, OVEN; per subset ``queries.jsonl``, ``corpus.jsonl``, ``mixed_corpus.jsonl``
+  with ``query_id``/``corpus_id``, ``text``, ``image`` (a path under ``<subset>/images/``), and
+  ``qrels/qrels.tsv`` with ``query_id corpus_id score``), or MixBench2026's Parquet files (``id``,
+  ``text``, ``image`` with embedded bytes; no qrels: MixBench25's judge it, ``qrels=``). Read
+  directly (no ``datasets`` loading script), every id as the string written; a git-lfs pointer in
+  place of an image and a benchmark with no judged query are errors. From a hub id (downloaded with
+  ``snapshot_download``, so the revision is the snapshot's commit) or a local copy.
 - ``beir``: a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
-- ``captions``: image + several captions per line (``{"image": ..., "captions": [...]}``). Rule,
-  seeded: for each image one caption, picked by ``sha256(f"{seed}:query:{image}")``, is the query;
+- ``captions``: an image (or an ``audio`` clip, or a ``video``) + several captions per line
+  (``{"image": ..., "captions": [...]}``: Flickr8k, Clotho, MSR-VTT style). Rule, seeded: for each
+  item one caption, picked by ``sha256(f"{seed}:query:{image}")``, is the query;
   the other captions, in file order, joined by a space, are the document text; the document is
   the image with that text, and it is the query's one relevant document.
 
@@ -26,16 +30,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import cache_root
 from ..errors import BenchError, require
 from ..ingest import document_from_record
 from ..types import Document
 
 KINDS = ("mixbench", "beir", "captions")
+#: The media a captions dataset pairs with its captions (one per line): photos, sound clips, videos.
+CAPTIONED = ("image", "audio", "video")
 MIXBENCH_SUBSETS = ("MSCOCO", "Google_WIT", "VisualNews", "OVEN")
 
 
@@ -176,14 +184,18 @@ def load_captions(path: str | Path, split: str | None = None, seed: int = 0) -> 
                 continue
             record = json.loads(line)
             captions = [c for c in record.get("captions", []) if isinstance(c, str) and c.strip()]
-            if "image" not in record or len(captions) < 2:
-                raise BenchError(f"{file}:{number}: expected an 'image' and at least 2 'captions'")
-            image = record["image"]
-            doc_id = Path(image).stem
-            pick = int(unit(seed, "query", image) * len(captions))
+            media = [m for m in CAPTIONED if isinstance(record.get(m), str) and record[m].strip()]
+            if len(media) != 1 or len(captions) < 2:
+                raise BenchError(
+                    f"{file}:{number}: expected one of 'image', 'audio' or 'video' and at least 2 'captions'"
+                )
+            kind, value = media[0], record[media[0]]
+            doc_id = Path(value).stem
+            pick = int(unit(seed, "query", value) * len(captions))
             rest = [c.strip() for i, c in enumerate(captions) if i != pick]
             queries.append(Query(f"q-{doc_id}", text=captions[pick].strip()))
-            corpus.append(Document(id=doc_id, text=" ".join(rest), image=file.parent / image, where=f"{file}:{number}"))
+            path = Path(value) if Path(value).is_absolute() else file.parent / value
+            corpus.append(Document(id=doc_id, text=" ".join(rest), where=f"{file}:{number}", **{kind: path}))
             qrels[f"q-{doc_id}"] = {doc_id: 1}
     name = file.parent.name + ("" if file.stem == "dev" else f"-{file.stem}")
     return Benchmark(
@@ -197,8 +209,8 @@ def load_captions(path: str | Path, split: str | None = None, seed: int = 0) -> 
             "path": str(file),
             "seed": seed,
             "revision": _local_revision(file.parent, [file]),
-            "rule": "query = caption picked by sha256(seed:query:image); document = the image + the "
-            "other captions joined by a space; qrel: the query's own image document",
+            "rule": "query = caption picked by sha256(seed:query:<media path>); document = the image (audio, "
+            "video) + the other captions joined by a space; qrel: the query's own document",
         },
     )
 
@@ -244,100 +256,238 @@ def _mixbench_root(source: str, subsets: Sequence[str], revision: str | None) ->
     return Path(root), f"hf:{source}@{Path(root).name}"
 
 
-def _load_split(root: Path, subset: str, split: str):
-    """One split of one MixBench config, through ``datasets``: the repository's README configs
-    first, else the files named ``<subset>/<split>*`` (jsonl, json, parquet, csv, tsv)."""
-    datasets = require("datasets", "bench", "reading MixBench")
+#: MixBench's files per split, by name stem (MixBench25: ``<subset>/queries.jsonl``, ...;
+#: MixBench2026: Parquet files or shards named after the split).
+SPLIT_STEMS = {"query": ("queries", "query"), "corpus": ("corpus",), "mixed_corpus": ("mixed_corpus",)}
+#: The id column of each split, in the order tried.
+ID_FIELDS = {
+    "query": ("query_id", "id", "_id"),
+    "corpus": ("corpus_id", "id", "_id"),
+    "mixed_corpus": ("corpus_id", "id", "_id"),
+}
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    try:
-        return datasets.load_dataset(str(root), subset, split=split)
-    except Exception:  # noqa: BLE001 - no README configs, a loading script, or no such split
-        pass
-    names = {
-        "query": ("query", "queries"),
-        "qrel": ("qrel", "qrels"),
-        "corpus": ("corpus",),
-        "mixed_corpus": ("mixed_corpus",),
-    }.get(split, (split,))
-    for suffix, builder, extra in (
-        (".jsonl", "json", {}),
-        (".json", "json", {}),
-        (".parquet", "parquet", {}),
-        (".tsv", "csv", {"delimiter": "\t"}),
-        (".csv", "csv", {}),
-    ):
+
+def _split_files(folder: Path, split: str) -> list[Path]:
+    """The JSON Lines or Parquet files of one split in a subset folder (JSON Lines first)."""
+    for suffix in (".jsonl", ".parquet"):
         files = sorted(
             {
-                str(f)
-                for n in names
-                for pattern in (f"{n}{suffix}", f"{n}-*{suffix}", f"{n}/*{suffix}")
-                for f in (root / subset).glob(pattern)
+                f
+                for stem in SPLIT_STEMS[split]
+                for pattern in (f"{stem}{suffix}", f"{stem}-*{suffix}", f"{stem}/*{suffix}", f"data/{stem}-*{suffix}")
+                for f in folder.glob(pattern)
+                if f.is_file()
             }
         )
         if files:
-            return datasets.load_dataset(builder, data_files={"data": files}, split="data", **extra)
-    return None
+            return files
+    return []
 
 
-def _resolve_image(root: Path, subset: str, value) -> Path | None:
+def _rows(files: Sequence[Path]) -> list[tuple[str, dict]]:
+    """``(where, record)`` of every row of JSON Lines or Parquet files. JSON numbers stay as
+    written (an id ``000123`` or ``123`` is never re-typed); Parquet columns keep their types."""
+    out: list[tuple[str, dict]] = []
+    for f in files:
+        if f.suffix == ".parquet":
+            pq = require("pyarrow.parquet", "bench", "reading Parquet files")
+            for n, record in enumerate(pq.read_table(f).to_pylist(), 1):
+                out.append((f"{f}:row {n}", record))
+            continue
+        with f.open(encoding="utf-8") as lines:
+            for n, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line, parse_int=str, parse_float=str)
+                except json.JSONDecodeError as err:
+                    raise BenchError(f"{f}:{n}: not valid JSON ({err.msg})") from None
+                if not isinstance(record, dict):
+                    raise BenchError(f"{f}:{n}: not a JSON object")
+                out.append((f"{f}:{n}", record))
+    return out
+
+
+def _id_of(record: dict, split: str, where: str) -> str:
+    for name in ID_FIELDS[split]:
+        value = record.get(name)
+        if value not in (None, ""):
+            return str(value)
+    raise BenchError(f"{where}: no id (expected one of {', '.join(ID_FIELDS[split])})")
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """A qrels TSV (``query_id corpus_id score``, with or without a header; ``query-id``/``corpus-id``
+    and TREC's four columns too), every id read as the string written."""
+    qrels: dict[str, dict[str, int]] = {}
+    columns = (0, 1, 2)
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            cols = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+            if number == 1 and not cols[-1].strip().lstrip("-").isdigit():
+                names = [c.strip().lower().replace("-", "_") for c in cols]
+                try:
+                    columns = (names.index("query_id"), names.index("corpus_id"), names.index("score"))
+                except ValueError:
+                    raise BenchError(f"{path}:1: header {line.strip()!r} lacks query_id, corpus_id or score") from None
+                continue
+            if len(cols) == 4 and columns == (0, 1, 2):
+                columns = (0, 2, 3)  # TREC: query Q0 document score
+            try:
+                q, d, score = (cols[i].strip() for i in columns)
+                qrels.setdefault(q, {})[d] = int(score)
+            except (IndexError, ValueError):
+                raise BenchError(f"{path}:{number}: expected query_id, corpus_id and a whole-number score") from None
+    return qrels
+
+
+def _qrels_file(root: Path, subset: str, qrels: str | Path | None) -> Path | None:
+    """The subset's qrels: its own ``qrels/qrels.tsv``, else ``qrels`` (a TSV file, or a copy of
+    MixBench25 whose ``<subset>/qrels/qrels.tsv`` judges this subset: MixBench2026 ships none)."""
+    candidates = [root / subset / "qrels" / "qrels.tsv", root / subset / "qrels.tsv"]
+    if qrels is not None:
+        q = Path(qrels).expanduser()
+        candidates = (
+            [q] if q.is_file() else [q / subset / "qrels" / "qrels.tsv", q / "qrels" / "qrels.tsv"]
+        ) + candidates
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _image_of(root: Path, subset: str, value: object, where: str) -> Path | None:
+    """A row's image: a path (resolved under ``<subset>/images``, ``images``, ``<subset>``, the
+    root), or embedded bytes (``{"bytes": ...}``, MixBench2026), written once to the cache."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, dict):
-        value = value.get("path")
+        data, name = value.get("bytes"), value.get("path")
+        if data:
+            return _stored_image(bytes(data), name)
+        value = name
         if not value:
-            raise BenchError(f"MixBench {subset}: images stored as bytes are not supported; give paths")
+            return None
     value = str(value)
     for base in (root / subset / "images", root / "images", root / subset, root):
-        if (base / value).is_file():
-            return base / value
+        path = base / value
+        if path.is_file():
+            _check_not_lfs_pointer(path, root)
+            return path
     return root / subset / "images" / value  # missing: the engine reports it and skips the document
 
 
-def load_mixbench(source: str | Path, subset: str, revision: str | None = None) -> Benchmark:
-    """One MixBench config (``subset``) from a hub id or a local copy of the repository."""
-    root, rev = _mixbench_root(str(source), [subset], revision)
-    split_rows = {s: _load_split(root, subset, s) for s in ("query", "corpus", "qrel", "mixed_corpus")}
-    for s in ("query", "corpus", "qrel"):
-        if split_rows[s] is None:
-            raise BenchError(f"{root}: MixBench config {subset!r} has no {s!r} split")
+def _check_not_lfs_pointer(path: Path, root: Path) -> None:
+    if path.stat().st_size < 1024:
+        with path.open("rb") as f:
+            if f.read(len(LFS_POINTER)) == LFS_POINTER:
+                raise BenchError(
+                    f"{path} is a git-lfs pointer, not an image: the dataset was cloned without its LFS files; "
+                    f"run 'git lfs pull' in {root} (or clone it with git-lfs installed)"
+                )
 
-    def text_of(row):
-        t = row.get("text")
+
+def _stored_image(data: bytes, name: object = None) -> Path:
+    """Embedded image bytes as a file under the cache (content-addressed, written once)."""
+    digest = hashlib.sha256(data).hexdigest()
+    suffix = Path(str(name)).suffix.lower() if name else ""
+    if not suffix:
+        suffix = ".png" if data[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg" if data[:3] == b"\xff\xd8\xff" else ".img"
+    path = cache_root() / "bench-images" / digest[:2] / f"{digest}{suffix}"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def load_mixbench(
+    source: str | Path,
+    subset: str,
+    revision: str | None = None,
+    qrels: str | Path | None = None,
+    *,
+    judged: bool = True,
+) -> Benchmark:
+    """One MixBench subset from a hub id or a local copy (MixBench25's JSON Lines and image files,
+    or MixBench2026's Parquet with embedded images), read directly: every id as the string written.
+
+    ``qrels``: a qrels TSV or a MixBench25 copy, for a copy that ships none (MixBench2026).
+    ``judged=False`` (calibration data, which uses no judgements): qrels may be absent."""
+    root, rev = _mixbench_root(str(source), [subset], revision)
+    folder = root / subset
+    if not folder.is_dir():
+        raise BenchError(f"{root}: no subset folder {subset!r} (MixBench subsets: {', '.join(MIXBENCH_SUBSETS)})")
+    files = {split: _split_files(folder, split) for split in SPLIT_STEMS}
+    for split in ("query", "corpus"):
+        if not files[split]:
+            raise BenchError(f"{folder}: no {SPLIT_STEMS[split][0]}.jsonl or Parquet {split} file")
+    qrels_path = _qrels_file(root, subset, qrels)
+    if qrels_path is None and judged:
+        raise BenchError(
+            f"{folder}: no qrels/qrels.tsv. MixBench2026 ships no qrels (MTEB judges it with MixBench25's): "
+            "give a MixBench25 copy or a qrels file with --qrels"
+        )
+
+    def text_of(record: dict) -> str | None:
+        t = record.get("text")
         return t.strip() if isinstance(t, str) and t.strip() else None
 
-    queries = [
-        Query(str(r["query_id"]), text_of(r), _resolve_image(root, subset, r.get("image"))) for r in split_rows["query"]
-    ]
+    queries = []
+    for where, r in _rows(files["query"]):
+        queries.append(Query(_id_of(r, "query", where), text_of(r), _image_of(root, subset, r.get("image"), where)))
 
-    def docs(rows):
+    def docs(split: str) -> list[Document]:
         out = []
-        for n, r in enumerate(rows, 1):
-            text, image = text_of(r), _resolve_image(root, subset, r.get("image"))
+        for where, r in _rows(files[split]):
+            text, image = text_of(r), _image_of(root, subset, r.get("image"), where)
             if text is None and image is None:
                 continue
-            out.append(Document(id=str(r["corpus_id"]), text=text, image=image, where=f"{subset}/corpus row {n}"))
+            out.append(Document(id=_id_of(r, split, where), text=text, image=image, where=where))
         return out
 
-    qrels: dict[str, dict[str, int]] = {}
-    for r in split_rows["qrel"]:
-        qrels.setdefault(str(r["query_id"]), {})[str(r["corpus_id"])] = int(r.get("score", 1) or 0)
-    mixed = docs(split_rows["mixed_corpus"]) if split_rows["mixed_corpus"] is not None else None
+    corpus = docs("corpus")
+    mixed = docs("mixed_corpus") if files["mixed_corpus"] else None
+    judgements = read_qrels(qrels_path) if qrels_path is not None else {}
+    if judged:
+        check_judged(f"{folder}", queries, corpus + (mixed or []), judgements, qrels_path)
     return Benchmark(
         subset,
         "mixbench",
         queries,
-        docs(split_rows["corpus"]),
-        qrels,
+        corpus,
+        judgements,
         mixed,
         source={
             "kind": "mixbench",
             "path": str(source),
             "subset": subset,
             "revision": rev,
-            "rule": "MixBench as shipped; images resolved under <subset>/images, images, <subset>, then the root",
+            "qrels": str(qrels_path) if qrels_path else None,
+            "format": "parquet" if files["corpus"][0].suffix == ".parquet" else "jsonl",
+            "rule": "MixBench as shipped; ids read as written; images resolved under <subset>/images, images, "
+            "<subset>, then the root, or embedded bytes stored in the cache",
         },
+    )
+
+
+def check_judged(
+    name: str, queries: Sequence[Query], corpus: Sequence[Document], qrels: dict, where: Path | None
+) -> None:
+    """Refuse a benchmark none of whose queries has a judged document in its corpus: it would
+    score 0 over 0 queries and look like a result."""
+    doc_ids = {d.id for d in corpus}
+    judged = [q.id for q in queries if any(d in doc_ids for d in qrels.get(q.id, {}))]
+    if judged:
+        return
+    some_q = next(iter(qrels), None)
+    some_d = next(iter(qrels[some_q]), None) if some_q is not None else None
+    raise BenchError(
+        f"{name}: no query is judged: none of the {len(queries)} queries (ids like "
+        f"{queries[0].id if queries else '-'!r}) has a judged document (ids like "
+        f"{next(iter(doc_ids), '-')!r}) in the qrels of {where} (which name queries like {some_q!r} and documents "
+        f"like {some_d!r}); the ids do not match"
     )
 
 
@@ -348,8 +498,10 @@ def load_benchmark(
     split: str | None = None,
     revision: str | None = None,
     seed: int = 0,
+    qrels: str | Path | None = None,
 ) -> Benchmark:
-    """Load a benchmark of ``kind`` (``auto``: detected) from ``path``."""
+    """Load a benchmark of ``kind`` (``auto``: detected) from ``path``; ``qrels`` judges a MixBench
+    copy that ships none (see ``load_mixbench``)."""
     kind = detect_kind(path) if kind == "auto" else kind
     if kind == "beir":
         return load_beir(path, split or "test")
@@ -358,20 +510,31 @@ def load_benchmark(
     if kind == "mixbench":
         if not subset:
             raise BenchError("MixBench needs a subset (--subset MSCOCO, Google_WIT, VisualNews or OVEN)")
-        return load_mixbench(path, subset, revision)
+        return load_mixbench(path, subset, revision, qrels)
     raise BenchError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def paired_media(docs: Sequence[Document]) -> str:
+    """The media a corpus pairs with its texts: ``image``, or ``audio``/``video`` for a captions
+    dataset of sound clips or videos (the most common among documents with text)."""
+    counts = {m: sum(getattr(d, m) is not None and d.text is not None for d in docs) for m in CAPTIONED}
+    best = max(CAPTIONED, key=lambda m: (counts[m], m == "image"))
+    return best if counts[best] else "image"
 
 
 def mixed_corpus(bench: Benchmark, seed: int) -> tuple[list[Document], str]:
     """The corpus setting 3 evaluates, and how it was made."""
     if bench.mixed is not None:
         return bench.mixed, "the dataset's own mixed corpus"
-    paired = [d for d in bench.corpus if d.text is not None and d.image is not None]
+    media = paired_media(bench.corpus)
+    paired = [d for d in bench.corpus if d.text is not None and getattr(d, media) is not None]
     if paired and len(paired) == len(bench.corpus):
         order = sorted(paired, key=lambda d: unit(seed, "mix", d.id))
         n = len(order)
         docs = [Document(id=d.id, text=d.text, where=d.where) for d in order[: n // 3]]
-        docs += [Document(id=d.id, image=d.image, where=d.where) for d in order[n // 3 : 2 * n // 3]]
-        docs += [d for d in order[2 * n // 3 :]]
-        return docs, f"seeded 1:1:1 text / image / image+text mix of the paired corpus (seed {seed})"
+        docs += [Document(id=d.id, where=d.where, **{media: getattr(d, media)}) for d in order[n // 3 : 2 * n // 3]]
+        docs += [
+            Document(id=d.id, text=d.text, where=d.where, **{media: getattr(d, media)}) for d in order[2 * n // 3 :]
+        ]
+        return docs, f"seeded 1:1:1 text / {media} / {media}+text mix of the paired corpus (seed {seed})"
     return bench.corpus, "the corpus as given"

@@ -44,6 +44,7 @@ def plan_calibration(
     files: Sequence[Path] = (),
     revision: str | None = None,
     seed: int = 0,
+    qrels: str | Path | None = None,
 ) -> CalibrationPlan:
     """Resolve ``--calibration FILE`` / ``--calibrate-on SPEC``.
 
@@ -87,7 +88,13 @@ def plan_calibration(
         p = Path(path)
         target = (p.parent if p.is_file() else p) if kind == "captions" else p
         bench = load_benchmark(
-            target, kind, subset=test.name if kind == "mixbench" else None, split=name, revision=revision, seed=seed
+            target,
+            kind,
+            subset=test.name if kind == "mixbench" else None,
+            split=name,
+            revision=revision,
+            seed=seed,
+            qrels=qrels,
         )
         if kind == "captions" and Path(bench.source["path"]).resolve() == Path(test.source["path"]).resolve():
             raise UsageError(
@@ -101,7 +108,7 @@ def plan_calibration(
                 f"--calibrate-on {spec} includes the test subset {test.name}; "
                 "say --calibrate-on test to calibrate transductively"
             )
-        benches = [load_mixbench(path, s, revision) for s in names]
+        benches = [load_mixbench(path, s, revision, qrels, judged=False) for s in names]
         return CalibrationPlan(
             "benchmark", "unified means pooled over MixBench subsets " + ", ".join(names), benchmarks=benches
         )
@@ -109,13 +116,18 @@ def plan_calibration(
 
 
 def calibration_items(benches: Sequence[Benchmark], max_items: int | None, seed: int) -> dict[str, list]:
-    """Query texts, document texts and document images of calibration benchmarks, each capped at
-    ``max_items`` (seeded). Only labels-free parts are used: no qrels."""
+    """Query texts, document texts and document images (audio clips, videos) of calibration
+    benchmarks, each capped at ``max_items`` (seeded). Only labels-free parts are used: no qrels."""
     queries = [q.text for b in benches for q in b.queries if q.text]
-    texts = [d.text for b in benches for d in (b.corpus + (b.mixed or [])) if d.text]
-    images = [str(d.image) for b in benches for d in (b.corpus + (b.mixed or [])) if d.image is not None]
+    docs = [d for b in benches for d in (b.corpus + (b.mixed or []))]
+    texts = [d.text for d in docs if d.text]
     pick = lambda xs, what: first_by_hash(list(dict.fromkeys(xs)), max_items, seed, f"calibration-{what}")  # noqa: E731
-    return {"queries": pick(queries, "query"), "texts": pick(texts, "text"), "images": pick(images, "image")}
+    out = {"queries": pick(queries, "query"), "texts": pick(texts, "text")}
+    for media, name in (("image", "images"), ("audio", "audios"), ("video", "videos")):
+        items = [str(getattr(d, media)) for d in docs if getattr(d, media) is not None]
+        if media == "image" or items:  # images as before; audio and video only where there are some
+            out[name] = pick(items, media)
+    return out
 
 
 def fit_plan(
@@ -138,9 +150,10 @@ def fit_plan(
         return cal, record, None
     items = calibration_items(plan.benchmarks, cfg.max_calibration, cfg.seed)
     # items["queries"] feeds the query mean, "texts" the text mean, "images" the image mean
-    role_of = {"queries": "query", "texts": "text", "images": "image"}
-    if "image" not in encoder.modalities:
-        items["images"] = []
+    role_of = {"queries": "query", "texts": "text", "images": "image", "audios": "audio", "videos": "video"}
+    for name, role in role_of.items():
+        if role != "query" and role not in encoder.modalities:
+            items[name] = []
     used = {name: values for name, values in items.items() if values}
     log.info(
         "fitting calibration means (%s): %s", plan.description, ", ".join(f"{k} {len(v)}" for k, v in used.items())

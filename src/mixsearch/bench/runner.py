@@ -29,7 +29,7 @@ from ..eval import evaluate_all, restrict_qrels, run_from_ranking
 from ..types import Document, Hit
 from . import settings as _settings
 from .config import BenchConfig
-from .datasets import Benchmark, Query, detect_kind, first_by_hash, load_benchmark
+from .datasets import Benchmark, Query, detect_kind, first_by_hash, load_benchmark, paired_media
 from .plan import CalibrationPlan, fit_plan, plan_calibration
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class ModelRun:
     def rank(self, idx: MixIndex, cal: Calibrator, alpha: float, pushdown: bool = False) -> dict[str, list[Hit]]:
         """Search ``idx`` under ``cal`` at ``alpha`` (a calibration view: nothing is rewritten):
         ``{query: [Hit, ...]}``. ``pushdown``: every text hit before every image hit, each part
-        in the engine's order."""
+        in the engine's order (audio and video hits count as image hits)."""
         view = idx.with_calibration(cal, alpha)
         depth = self.cfg.depth
         out: dict[str, list[Hit]] = {}
@@ -95,8 +95,8 @@ class ModelRun:
                 continue
             if pushdown:
                 text = view.search_batch(embeddings=parts, k=depth, modality="text")
-                image = view.search_batch(embeddings=parts, k=depth, modality="image")
-                hits = [(t + i)[:depth] for t, i in zip(text, image)]
+                media = view.search_batch(embeddings=parts, k=depth, modality=["image", "audio", "video"])
+                hits = [(t + i)[:depth] for t, i in zip(text, media)]
             else:
                 hits = list(view.search_batch(embeddings=parts, k=depth))
             out.update(zip(ids, hits))
@@ -108,8 +108,15 @@ class ModelRun:
         return evaluate_all(qrels, run, self.cfg.metrics, per_query=per_query)
 
     def qrels_for(self, idx: MixIndex) -> dict:
-        """The qrels of this run's queries, limited to the documents the index holds."""
-        return restrict_qrels(self.bench.qrels, idx.ids, self.query_by_id)
+        """The qrels of this run's queries, limited to the documents the index holds; none at all
+        is an error (it would score 0 over 0 queries)."""
+        qrels = restrict_qrels(self.bench.qrels, idx.ids, self.query_by_id)
+        if not any(any(r > 0 for r in docs.values()) for docs in qrels.values()):
+            raise BenchError(
+                f"{self.bench.name}: no query has a relevant document among the {len(idx)} indexed "
+                f"({len(self.queries)} queries, {len(self.bench.qrels)} in the qrels): nothing to score"
+            )
+        return qrels
 
 
 def run_benchmark(
@@ -145,10 +152,14 @@ def run_benchmark(
         )
         name = model if isinstance(model, str) else encoder.name  # as the user named it
         log.info("[%s] model %s (%s)", bench.name, name, encoder.name)
-        if "image" not in encoder.modalities and any(s in (1, 2) for s in cfg.settings):
+        needs = {1: "image" if cfg.replace == "screenshot" else cfg.replace, 2: paired_media(bench.corpus)}
+        lacking = {s: m for s, m in needs.items() if s in cfg.settings and m not in encoder.modalities}
+        if lacking:
+            media = sorted(set(lacking.values()))
+            which = "settings 1 and 2 need" if len(lacking) == 2 else f"setting {next(iter(lacking))} needs"
             raise BenchError(
-                f"settings 1 and 2 need an image-text model; {name!r} encodes only "
-                f"{', '.join(sorted(encoder.modalities))} (run --settings 3 for a text-only corpus)"
+                f"{which} {'an' if media[0][0] in 'aei' else 'a'} {' and '.join(media)}-text model; {name!r} encodes "
+                f"only {', '.join(sorted(encoder.modalities))} (run --settings 3 for a corpus it can encode)"
             )
         cal, cal_record, cal_screens = fit_plan(encoder, plan, mi, cfg)
         if save_dir is not None and cal.method != "none":
@@ -225,6 +236,7 @@ def bench(
     config: BenchConfig | None = None,
     command: str = "",
     keep_work: bool = False,
+    qrels: str | Path | None = None,
 ) -> tuple[dict, dict]:
     """Load the dataset (each subset), plan the calibration, run every setting for every model,
     and write the report into ``out``. Returns ``(result, written paths)``."""
@@ -237,9 +249,11 @@ def bench(
         raise BenchError("MixBench needs --subset (MSCOCO, Google_WIT, VisualNews, OVEN; repeat it for several)")
     runs = []
     for subset in subsets if kind == "mixbench" else [None]:
-        bench_ = load_benchmark(dataset, kind, subset=subset, split=split, revision=revision, seed=cfg.seed)
+        bench_ = load_benchmark(
+            dataset, kind, subset=subset, split=split, revision=revision, seed=cfg.seed, qrels=qrels
+        )
         plan = plan_calibration(
-            calibrate_on, dataset, kind, bench_, split, subsets, calibration_files, revision, cfg.seed
+            calibrate_on, dataset, kind, bench_, split, subsets, calibration_files, revision, cfg.seed, qrels
         )
         log.info("[%s] %s; calibration: %s", bench_.name, bench_.counts(), plan.description)
         runs.append(
@@ -255,6 +269,7 @@ def bench(
         "revision": revision,
         "calibrate_on": calibrate_on,
         "calibration_files": [str(p) for p in calibration_files],
+        "qrels": str(qrels) if qrels is not None else None,
         "models": [m if isinstance(m, str) else m.name for m in models],
     }
     result = {"config": config_record, "environment": environment(), "runs": runs}

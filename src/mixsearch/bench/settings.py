@@ -12,12 +12,17 @@ from ..errors import BenchError
 from ..progress import progress_bar
 from ..types import Document
 from .config import BenchConfig
-from .datasets import mixed_corpus, unit
+from .datasets import mixed_corpus, paired_media, unit
 from .plan import screens_dir
 from .render import render_to_file
 
 if TYPE_CHECKING:
     from .runner import ModelRun
+
+
+#: What setting 1 can replace a text document by: its image, audio clip or video (as the
+#: paper's Figure 5 does for text-audio and text-video), or a rendered screenshot of the text.
+REPLACEMENTS = ("image", "audio", "video", "screenshot")
 
 
 def corpus_counts(docs: Sequence[Document]) -> dict:
@@ -41,6 +46,7 @@ def _case_hits(hits: list, qrels: dict, n: int = 5) -> list[dict]:
             "modality": h.modality,
             "text": (h.text or "")[:400] or None,
             "image": h.image,
+            **{m: getattr(h, m) for m in ("audio", "video") if getattr(h, m)},
             "relevance": int(qrels.get(h.id, 0)),
         }
         for h in hits[:n]
@@ -82,28 +88,28 @@ def _metric_rows(engine: ModelRun, hits: dict, qrels: dict, **fields) -> dict:
 
 
 def setting1(engine: ModelRun, cal: Calibrator):
-    """Text documents replaced by their image (or screenshot) with probability p."""
+    """Text documents replaced by their image (audio clip, video, or a screenshot) with probability p."""
     cfg, bench = engine.cfg, engine.bench
-    if cfg.replace not in ("image", "screenshot"):
-        raise BenchError(f"--replace must be image or screenshot, not {cfg.replace!r}")
-    pool = [d for d in bench.corpus if d.text is not None and (cfg.replace == "screenshot" or d.image is not None)]
+    if cfg.replace not in REPLACEMENTS:
+        raise BenchError(f"--replace must be one of {', '.join(REPLACEMENTS)}, not {cfg.replace!r}")
+    media = "image" if cfg.replace == "screenshot" else cfg.replace
+    pool = [d for d in bench.corpus if d.text is not None and (cfg.replace == "screenshot" or getattr(d, media))]
     if not pool:
-        raise BenchError(
-            f"{bench.name}: no documents with text{' and an image' if cfg.replace == 'image' else ''} for setting 1"
-        )
+        with_media = "" if cfg.replace == "screenshot" else f" and {'an' if media[0] in 'aeiou' else 'a'} {media}"
+        raise BenchError(f"{bench.name}: no documents with text{with_media} for setting 1")
     if cfg.replace == "screenshot":
         swap: dict[str, Path | None] = {
             d.id: render_to_file(d.text, screens_dir(cfg), cfg.render)
             for d in progress_bar(len(pool), "rendering screenshots", cfg.progress, pool)
         }
     else:
-        swap = {d.id: d.image for d in pool}
+        swap = {d.id: getattr(d, media) for d in pool}
     u = {d.id: unit(cfg.seed, "replace", d.id) for d in pool}
     rows, case = [], None
     case_p = _nearest(cfg.p_grid, 0.5)
     for p in cfg.p_grid:
         docs = [
-            Document(id=d.id, image=swap[d.id], where=d.where)
+            Document(id=d.id, where=d.where, **{media: swap[d.id]})  # type: ignore[arg-type]
             if u[d.id] < p
             else Document(id=d.id, text=d.text, where=d.where)
             for d in pool
@@ -128,12 +134,13 @@ def setting1(engine: ModelRun, cal: Calibrator):
 
 
 def setting2(engine: ModelRun, cal: Calibrator):
-    """Every document image+text; sweep the text weight alpha."""
+    """Every document image+text (audio+text, video+text for such captions); sweep the text weight alpha."""
     cfg, bench = engine.cfg, engine.bench
-    pool = [d for d in bench.corpus if d.text is not None and d.image is not None]
+    media = paired_media(bench.corpus)
+    pool = [d for d in bench.corpus if d.text is not None and getattr(d, media) is not None]
     if not pool:
-        raise BenchError(f"{bench.name}: no image+text documents for setting 2")
-    docs = [Document(id=d.id, text=d.text, image=d.image, where=d.where) for d in pool]
+        raise BenchError(f"{bench.name}: no {media}+text documents for setting 2")
+    docs = [Document(id=d.id, text=d.text, where=d.where, **{media: getattr(d, media)}) for d in pool]
     idx = engine.index(docs, "setting2")
     qrels = engine.qrels_for(idx)
     rows, case = [], None

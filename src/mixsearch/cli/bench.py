@@ -25,6 +25,9 @@ def bench(
         None, help="BEIR qrels split (default test); captions file (default dev.jsonl)."
     ),
     revision: Optional[str] = typer.Option(None, help="Dataset revision (hub datasets)."),
+    qrels: Optional[Path] = typer.Option(
+        None, help="MixBench qrels for a copy that ships none (MixBench2026): a qrels TSV or a MixBench25 copy."
+    ),
     model: list[str] = typer.Option(
         [DEFAULT_MODEL], "--model", "-m", help="Model(s) to compare; repeat (e.g. openai/clip-vit-base-patch32)."
     ),
@@ -39,7 +42,9 @@ def bench(
     settings: str = typer.Option("3", help="Settings to run, e.g. 1,2,3."),
     p_grid: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="Setting 1 replacement probabilities."),
     alpha_grid: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="Setting 2 text weights."),
-    replace: str = typer.Option("image", help="Setting 1: replace text documents by their 'image' or a 'screenshot'."),
+    replace: str = typer.Option(
+        "image", help="Setting 1: replace text documents by their 'image', 'audio', 'video' or a 'screenshot'."
+    ),
     alpha: float = typer.Option(0.5, help="Text weight of image+text documents in settings 1 and 3."),
     depth: int = typer.Option(100, help="Results retrieved per query."),
     max_queries: Optional[int] = typer.Option(None, help="Evaluate a seeded sample of this many queries."),
@@ -68,6 +73,10 @@ def bench(
         chosen = ()
     if not chosen or set(chosen) - {1, 2, 3}:
         raise UsageError(f"--settings: expected 1, 2 and/or 3, got {settings!r}")
+    from ..bench.settings import REPLACEMENTS
+
+    if replace not in REPLACEMENTS:
+        raise UsageError(f"--replace: expected one of {', '.join(REPLACEMENTS)}, got {replace!r}")
     cfg = BenchConfig(
         settings=chosen,
         p_grid=floats(p_grid, "--p-grid"),
@@ -100,6 +109,7 @@ def bench(
         config=cfg,
         command=command_line,
         keep_work=keep_work,
+        qrels=qrels,
     )
     say(f"report written to {out}: " + ", ".join(p.name for p in paths.values() if p.parent == out))
     typer.echo(paths["markdown"].read_text(encoding="utf-8"))

@@ -26,6 +26,9 @@ def calibrate(
     runtime: str = typer.Option(
         "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
     ),
+    video_frames: Optional[int] = typer.Option(
+        None, "--video-frames", help="Frames sampled per video, evenly spread (default 8; X-CLIP takes its own)."
+    ),
 ) -> None:
     """Fit per-modality means on calibration files and save them."""
     from .. import Calibrator, fit_calibration, load_encoder, save_calibration
@@ -34,7 +37,7 @@ def calibrate(
     Calibrator(method)  # an unknown method is a usage error, before the model loads
     sources = {"query": queries, "text": texts, "image": images, "audio": audio, "video": video}
     set_threads(threads)
-    encoder = load_encoder(model, device=device, runtime=runtime)
+    encoder = load_encoder(model, device=device, runtime=runtime, video_frames=video_frames)
     cal = fit_calibration(
         encoder,
         {role: path for role, path in sources.items() if path is not None},

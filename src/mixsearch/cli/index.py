@@ -28,6 +28,9 @@ def index(
     runtime: str = typer.Option(
         "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
     ),
+    video_frames: Optional[int] = typer.Option(
+        None, "--video-frames", help="Frames sampled per video, evenly spread (default 8; X-CLIP takes its own)."
+    ),
 ) -> None:
     """Encode, calibrate and index a corpus. Rerun after an interruption: it resumes."""
     from .. import Calibrator, build_index, load_encoder
@@ -42,7 +45,7 @@ def index(
             raise InputError(f"model {model!r} ships no calibration file; fit one with 'mixsearch calibrate'")
         calibration = str(shipped)
     set_threads(threads)
-    encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime)
+    encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames)
     _, report = build_index(corpus, out, encoder, calibration=calibration, alpha=alpha, cache_dir=cache_dir)
     say(report.summary())
     say(f'index written to {out}; search it with: mixsearch search {out} "your query"')

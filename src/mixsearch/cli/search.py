@@ -1,4 +1,4 @@
-"""``mixsearch search``: search an index with a text, an image, or both."""
+"""``mixsearch search``: search an index with a text, an image, an audio clip or a video, or a text with one."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def search(
     ),
     text: Optional[str] = typer.Option(None, "--text", help="Query text, taken as text whatever it looks like."),
     image: Optional[Path] = typer.Option(None, "--image", help="Query image (alone, or paired with the query text)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Query audio clip (models with an audio tower: CLAP)."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Query video (models with an image or video tower)."),
     k: int = typer.Option(10, "-k", help="Number of results."),
     modality: Optional[str] = typer.Option(None, help="Only return text, image, audio, video or multimodal documents."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines output for machines."),
@@ -43,7 +45,7 @@ def search(
     threads: int = typer.Option(1, help="CPU threads for encoding the query (one query: 1 is fastest on busy cores)."),
     runtime: str = typer.Option("auto", help="Transformers models: auto (ONNX Runtime once exported), torch or onnx."),
 ) -> None:
-    """Search an index with a text or image query (or both: an image+text query)."""
+    """Search an index with a text, image, audio or video query (or a text with one of them)."""
 
     if query is not None and text is not None:
         raise UsageError("give the query text once: as the argument or with --text")
@@ -51,20 +53,30 @@ def search(
         if image is not None:
             raise UsageError(f"{query!r} looks like an image path and --image is given too; use --text for text")
         image, query = Path(query), None
+    if query is not None and media_kind(query) in ("audio", "video"):  # a clip's path: that query
+        if image is not None or audio is not None or video is not None:
+            raise UsageError(f"{query!r} looks like a media path and a media option is given too; use --text for text")
+        audio, video = (Path(query), None) if media_kind(query) == "audio" else (None, Path(query))
+        query = None
+    for flag, path in (("audio", audio), ("video", video)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{path}: no such {flag} file (to search for this as text, use --text)")
     text = query if text is None else text
     if image is not None and not image.is_file():
         raise UsageError(f"{image}: no such image file (to search for this as text, use --text)")
-    if text is None and image is None:
-        raise UsageError("give a query: text, or an image path (--image)")
+    if text is None and image is None and audio is None and video is None:
+        raise UsageError("give a query: text, or an image path (--image), an audio clip (--audio) or a video (--video)")
     if calibration not in ("calibrated", "plain"):
         raise UsageError(f"--calibration must be 'calibrated' or 'plain', got {calibration!r}")
     if url:
+        if audio is not None or video is not None:
+            raise UsageError("a server answers text and image queries; search audio or video here, without --url")
         records = _ask_server(url, token, index_dir, text, image, k, modality, calibration)
     else:
         from ..encoders.base import set_threads
 
         set_threads(threads)
-        found = _search_here(index_dir, text, image, k, modality, calibration, device, runtime)
+        found = _search_here(index_dir, text, image, audio, video, k, modality, calibration, device, runtime)
         records = [hit.to_dict() for hit in found]
     if as_json:
         for record in records:
@@ -77,14 +89,14 @@ def search(
         typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
 
 
-def _search_here(index_dir, text, image, k, modality, calibration, device, runtime) -> list[Hit]:
+def _search_here(index_dir, text, image, audio, video, k, modality, calibration, device, runtime) -> list[Hit]:
     """Load the index and its model in this process (seconds: torch and the model load)."""
     from .. import open_index
 
     index = open_index(index_dir, device=device, runtime=runtime)
     if calibration == "plain":
         index = index.with_calibration("none")
-    return index.search(text, image, k=k, modality=modality)
+    return index.search(text, image, audio=audio, video=video, k=k, modality=modality)
 
 
 def _ask_server(url, token, index_dir, text, image, k, modality, calibration) -> list[dict]:
@@ -99,8 +111,7 @@ def _ask_server(url, token, index_dir, text, image, k, modality, calibration) ->
 
 def _preview(hit, width: int = 80) -> str:
     parts = []
-    if hit.image:
-        parts.append(f"[{hit.image}]")
+    parts += [f"[{media}]" for media in (hit.image, hit.audio, hit.video) if media]
     if hit.text:
         text = " ".join(hit.text.split())
         parts.append(text if len(text) <= width else text[: width - 1] + "…")

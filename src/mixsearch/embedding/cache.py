@@ -23,25 +23,28 @@ _BATCH = 500  # SQLite's bound-parameter limit is comfortably above this
 def content_key(modality: str, item: str | Path) -> str:
     """``modality:sha256`` of a text, or of a media file's bytes; an ``InputError`` names a bad item.
 
-    A media path must name a regular file: a FIFO or a device (``/dev/zero``) would block or never
-    end, and a NUL character in it is refused as Python's ``open`` would (with a ``ValueError``).
+    ``modality`` may carry a loading option after an ``@`` (``video@8``: eight frames per clip),
+    which keys the item apart. A media path must name a regular file: a FIFO or a device
+    (``/dev/zero``) would block or never end, and a NUL character in it is refused as Python's
+    ``open`` would (with a ``ValueError``).
     """
     h = hashlib.sha256(modality.encode() + b"\0")
+    what = modality.split("@")[0]
     if modality == "text":
         try:
             h.update(str(item).encode("utf-8"))
         except UnicodeEncodeError as err:  # a lone surrogate, e.g. a cut emoji from JSON
             raise InputError(f"text is not valid Unicode at character {err.start} ({err.reason})") from None
     else:
-        check_regular_file(item, modality)
+        check_regular_file(item, what)
         try:
             with open(item, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
         except FileNotFoundError:
-            raise InputError(f"{shown(item)}: {modality} file not found") from None
+            raise InputError(f"{shown(item)}: {what} file not found") from None
         except (OSError, ValueError) as err:
-            raise InputError(f"{shown(item)}: unreadable {modality} file ({err})") from None
+            raise InputError(f"{shown(item)}: unreadable {what} file ({err})") from None
     return h.hexdigest()
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..config import cache_root
 from ..encoders.base import Encoder
 from ..errors import InputError
-from ..ingest.media import load_media, shown
+from ..ingest.media import shown
 from ..progress import progress_bar
 from ..types import Problem
 from .cache import EmbeddingCache, content_key
@@ -74,7 +74,7 @@ def embed(
     for i, item in enumerate(items):
         if item not in known:
             try:
-                known[item] = content_key(modality, item)
+                known[item] = content_key(encoder.cache_tag(modality), item)
             except InputError as err:
                 known[item] = err
         found = known[item]
@@ -108,7 +108,7 @@ def embed(
             for key in batch_keys:
                 first = rows_of[key][0]
                 try:
-                    batch.append(items[first] if modality == "text" else load_media(modality, items[first]))
+                    batch.append(items[first] if modality == "text" else encoder.load(modality, items[first]))
                     loaded.append(key)
                 except InputError as err:
                     for i in rows_of[key]:

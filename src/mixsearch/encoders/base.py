@@ -73,7 +73,7 @@ class Encoder(ABC):
             for start in range(0, len(items), batch_size):
                 batch = list(items[start : start + batch_size])
                 if modality != "text":
-                    batch = [load_media(modality, x) for x in batch]
+                    batch = [self.load(modality, x) for x in batch]
                 vectors, truncated = self._encode_batch(batch, modality)
                 out.append(l2_normalise(vectors))
                 flags.extend(truncated)
@@ -88,6 +88,16 @@ class Encoder(ABC):
             raise ModelError(
                 f"model {self.name!r} has no {modality} tower (it encodes: {', '.join(sorted(self.modalities))})"
             )
+
+    def load(self, modality: str, item: Any) -> Any:
+        """Open one media item for this model (a path is loaded; a loaded object passes through).
+        A backend that samples media its own way (video frames per clip) overrides this."""
+        return load_media(modality, item)
+
+    def cache_tag(self, modality: str) -> str:
+        """What the embedding cache files this modality's items under, besides their content: the
+        modality, plus any loading option that changes the embedding (e.g. frames per video)."""
+        return modality
 
     def expect(self, n_items: int, modality: str) -> None:  # noqa: B027 - an optional hook, not abstract
         """A hint that ``n_items`` of ``modality`` are about to be encoded (a backend may switch to
@@ -189,11 +199,13 @@ def load_encoder(
     fp16: bool | None = None,
     batch_size: int | None = None,
     runtime: str = "auto",
+    video_frames: int | None = None,
 ) -> Encoder:
     """Load an encoder from a Hugging Face id, a local folder, or a bundled short name.
 
     ``runtime``: ``auto``, ``torch`` or ``onnx`` for transformers dual encoders (see
-    ``encoders.transformers.RUNTIMES``); other backends run their own way.
+    ``encoders.transformers.RUNTIMES``); other backends run their own way. ``video_frames``:
+    frames sampled per video by models that encode video (default 8; X-CLIP takes its own).
     """
     from . import sentence_transformers, transformers  # noqa: F401 - registers the backends
 
@@ -214,6 +226,10 @@ def load_encoder(
         if "runtime" not in inspect.signature(backend.__init__).parameters:
             raise UsageError(f"runtime {runtime!r}: {backend.__name__} models run only their own way")
         kwargs["runtime"] = runtime
+    if video_frames is not None:
+        if "video_frames" not in inspect.signature(backend.__init__).parameters:
+            raise UsageError(f"video_frames: {backend.__name__} models encode no video")
+        kwargs["video_frames"] = video_frames
     if batch_size:
         kwargs["batch_size"] = batch_size
     encoder = backend(str(folder) if folder else source, **kwargs)  # type: ignore[call-arg]

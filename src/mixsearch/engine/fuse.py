@@ -11,7 +11,7 @@ import numpy as np
 
 from ..calibration import Calibrator, load_calibration
 from ..errors import CalibrationError
-from ..types import MODALITIES
+from ..types import MODALITIES, ROLES
 
 CHUNK = 4096  # documents calibrated and fused per step: bounds memory
 
@@ -89,10 +89,14 @@ def fit_on_corpus(
         note += "; queries borrow the document-text mean (fit a query mean with `mixsearch calibrate --queries`)"
     else:
         query_mean = "none (no text documents): text queries are not calibrated"
-    # a role with nothing to fit on stays plain (mean zero), so every query kind still works
-    cal.zero_roles = {"query", "text", "image"} - set(cal.counts_)
+    # a role with nothing to fit on stays plain (mean zero), so every query kind the model takes
+    # still works (an audio query on a text-only index of an audio model, say)
+    encodes = set(model.get("modalities") or ("text", "image")) & set(MODALITIES)
+    cal.zero_roles = ({"query", "text"} | encodes) - set(cal.counts_)
     if cal.zero_roles:
-        note += f"; no {', '.join(sorted(cal.zero_roles))} items here: those stay uncalibrated (mean zero)"
+        note += (
+            f"; no {', '.join(r for r in ROLES if r in cal.zero_roles)} items here: those stay uncalibrated (mean zero)"
+        )
     notes.append(note)
     cal.provenance = {"fitted_on": "the indexed corpus (document means)", "query_mean": query_mean}
     return cal

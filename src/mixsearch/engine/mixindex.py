@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: What a query image may be: a path to an image file, or an already loaded image (PIL).
 ImageQuery = Any
+#: What a query audio clip or video may be: a path to its file, or an already loaded one
+#: (``ingest.audio.Audio``, ``ingest.video.Video``).
+MediaQuery = Any
 
 
 class SearchResults(Sequence[list[Hit]]):
@@ -144,12 +147,20 @@ class MixIndex:
         """The index's model, loaded once on first use (thread-safe)."""
         with self._encoder_lock:
             if self._encoder is None:
-                encoder = load_encoder(self.model["name"], device=self.device, runtime=self.runtime)
+                encoder = load_encoder(
+                    self.model["name"], device=self.device, runtime=self.runtime, **_loading_options(self.model)
+                )
                 self._check_encoder(encoder)
                 self._encoder = encoder
         return self._encoder
 
     def _check_encoder(self, encoder: Encoder) -> None:
+        frames = self.model.get("video_frames")
+        if frames is not None and encoder.info().get("video_frames", frames) != frames:
+            raise CalibrationError(
+                f"{self.folder} was built sampling {frames} frames per video; {encoder.name!r} samples "
+                f"{encoder.info().get('video_frames')}: load it with video_frames={frames}"
+            )
         if encoder.fingerprint != self.model["fingerprint"] or encoder.dim != self.model["dim"]:
             raise CalibrationError(
                 f"{self.folder} was built with model {self.model['name']!r} (fingerprint "
@@ -184,50 +195,68 @@ class MixIndex:
         text: str | None = None,
         image: ImageQuery | None = None,
         *,
+        audio: MediaQuery | None = None,
+        video: MediaQuery | None = None,
         k: int = 10,
         modality: str | Sequence[str] | None = None,
     ) -> list[Hit]:
-        """Search with a text, an image (a path or a PIL image), or both (an image+text query).
+        """Search with a text, an image (a path or a PIL image), an audio clip or a video (paths),
+        or a text with one of those (e.g. an image+text query).
 
         ``modality`` keeps only documents of that modality (or those modalities): ``text``,
         ``image``, ``audio``, ``video`` or ``multimodal``.
         """
         if text is not None and not isinstance(text, str):
             raise UsageError(f"text must be a string, not {type(text).__name__}; pass an image as image=...")
-        return self.search_batch(
-            None if text is None else [text], None if image is None else [image], k=k, modality=modality
-        )[0]
+        one = lambda x: None if x is None else [x]  # noqa: E731
+        return self.search_batch(one(text), one(image), audios=one(audio), videos=one(video), k=k, modality=modality)[0]
 
     def search_batch(
         self,
         texts: Sequence[str] | None = None,
         images: Sequence[ImageQuery] | None = None,
         *,
+        audios: Sequence[MediaQuery] | None = None,
+        videos: Sequence[MediaQuery] | None = None,
         k: int = 10,
         modality: str | Sequence[str] | None = None,
         embeddings: Mapping[str, np.ndarray] | None = None,
     ) -> SearchResults:
-        """Search with many queries at once: texts, images, or both (pairs, same length).
+        """Search with many queries at once: texts, images, audio clips, videos, or texts paired
+        with one of the others (same length).
 
         ``embeddings`` gives raw query embeddings (``{"text": (n, d), "image": (n, d)}``, as the
-        index's encoder makes them) instead of ``texts``/``images``, skipping the encoding.
+        index's encoder makes them) instead of the items, skipping the encoding.
         """
         _check_k(k)
         Filter.of(modality)  # bad arguments fail before the model loads
+        given = {"texts": texts, "images": images, "audios": audios, "videos": videos}
         if embeddings is None:
-            embeddings = self.embed_queries(texts, images)
-        elif texts is not None or images is not None:
-            raise UsageError("give texts/images or their embeddings, not both")
+            embeddings = self.embed_queries(texts, images, audios=audios, videos=videos)
+        elif any(v is not None for v in given.values()):
+            raise UsageError("give the query items or their embeddings, not both")
         return self.search_vectors(self.calibrate_queries(embeddings), k=k, modality=modality)
 
     def embed_queries(
-        self, texts: Sequence[str] | None = None, images: Sequence[ImageQuery] | None = None
+        self,
+        texts: Sequence[str] | None = None,
+        images: Sequence[ImageQuery] | None = None,
+        *,
+        audios: Sequence[MediaQuery] | None = None,
+        videos: Sequence[MediaQuery] | None = None,
     ) -> dict[str, np.ndarray]:
         """Raw (uncalibrated) query embeddings of each part given."""
-        if texts is None and images is None:
-            raise UsageError("empty query: give a text, an image or both")
-        if texts is not None and images is not None and len(texts) != len(images):
-            raise UsageError(f"{len(texts)} texts and {len(images)} images: image+text queries come in pairs")
+        media = {
+            m: items for m, items in (("image", images), ("audio", audios), ("video", videos)) if items is not None
+        }
+        if texts is None and not media:
+            raise UsageError("empty query: give a text, an image, an audio clip or a video (or a text with one)")
+        if len(media) > 1:
+            raise UsageError(f"one kind of media per query, not {' and '.join(media)} together")
+        sizes = {len(items) for items in media.values()} | ({len(texts)} if texts is not None else set())
+        if len(sizes) > 1:
+            (m,) = media
+            raise UsageError(f"{len(texts or [])} texts and {len(media[m])} {m} items: {m}+text queries come in pairs")
         parts = {}
         if texts is not None:
             texts = list(texts)
@@ -235,14 +264,14 @@ class MixIndex:
                 if not isinstance(t, str) or not t.strip():
                     raise UsageError(f"empty or non-text query {t!r}")
             parts["text"] = self.encoder.encode(texts, "text", progress=False)
-        if images is not None:
-            parts["image"] = self.encoder.encode(list(images), "image", progress=False)
+        for m, items in media.items():
+            parts[m] = self.encoder.encode(list(items), m, progress=False)
         return parts
 
     def calibrate_queries(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw query embeddings -> the vectors searched. A text query takes the query mean, an
-        image query the image mean; an image+text query is fused like a document (text part
-        with the query mean)."""
+        image (audio, video) query the image (audio, video) mean; an image+text query is fused
+        like a document (text part with the query mean)."""
         if set(parts) == {"text"}:
             return self.calibrator.transform(parts["text"], role="query")
         if len(parts) == 1:
@@ -364,6 +393,11 @@ def _load(folder: Path, manifest: dict) -> tuple[dict[str, list], dict[str, np.n
     except CalibrationError as err:
         raise VectorIndexError(f"{folder}: the index's calibration does not fit its model: {err}") from None
     return documents, raw, calibrator, index
+
+
+def _loading_options(model: Mapping) -> dict:
+    """The encoder options an index records besides the model (frames sampled per video)."""
+    return {"video_frames": int(model["video_frames"])} if model.get("video_frames") is not None else {}
 
 
 def _check_k(k: object) -> None:

@@ -1,7 +1,8 @@
 """Media loading: a table from modality to the function that opens a file of it.
 
-Only images have a loader today; audio and video documents are read and routed by ``corpus`` and
-skipped by encoders without those towers. A new modality adds its suffixes and its loader here.
+Images load with Pillow, audio (``audio.py``) and video (``video.py``) with their optional
+libraries; documents of a modality a model has no tower for are skipped by the engine. A new
+modality adds its suffixes and its loader here.
 
 Image files come from users and from corpora nobody has looked at, so ``load_image`` checks an
 image's size from its header before decoding it (see ``MAX_IMAGE_PIXELS``, ``MAX_ASPECT_RATIO``).
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .audio import load_audio
+from .video import load_video
 
 #: File suffixes that identify each media modality (lower case).
 SUFFIXES: dict[str, frozenset[str]] = {
@@ -123,7 +126,7 @@ def load_image(path: str | Path) -> Any:
 
 
 #: modality -> loader of one file of it
-LOADERS: dict[str, Callable[[str | Path], Any]] = {"image": load_image}
+LOADERS: dict[str, Callable[[str | Path], Any]] = {"image": load_image, "audio": load_audio, "video": load_video}
 
 
 def load_media(modality: str, item: Any) -> Any:
