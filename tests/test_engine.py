@@ -207,3 +207,11 @@ def test_texts_are_encoded_shortest_first_with_the_same_embeddings(tiny_clip, mo
     result = embed(enc, texts, "text")
     assert [t for b in batches for t in b] == sorted(texts, key=len)  # each batch pads to similar lengths
     np.testing.assert_allclose(result.vectors, load_encoder(str(tiny_clip)).encode(texts), atol=1e-5)  # rows in order
+
+
+def test_report_counts_in_words():
+    from mixsearch import BuildReport, Problem
+
+    one = BuildReport(indexed=3, skipped=1, problems=[Problem("c.jsonl:2", "not valid JSON; line skipped")])
+    assert "1 document skipped; 1 problems:\n  - c.jsonl:2: not valid JSON" in one.summary()
+    assert "2 documents skipped" in BuildReport(skipped=2).summary()

@@ -60,7 +60,8 @@ class BuildReport:
         """How many documents were skipped, and each problem (the first ``most``)."""
         if not (self.skipped or self.problems):
             return []
-        lines = [f"{self.skipped} documents skipped; {len(self.problems)} problems:"]
+        noun = "document" if self.skipped == 1 else "documents"
+        lines = [f"{self.skipped} {noun} skipped; {len(self.problems)} problems:"]
         lines += [f"  - {p}" for p in self.problems[:most]]
         if len(self.problems) > most:
             lines.append(f"  ... and {len(self.problems) - most} more (all are in manifest.json)")
