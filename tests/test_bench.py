@@ -438,8 +438,8 @@ def test_sweeps_search_views_and_never_rewrite_an_index(tiny_clip, captions, tmp
     from mixsearch.engine import store
 
     commits = []
-    real = store.commit
-    monkeypatch.setattr(store, "commit", lambda *a, **kw: commits.append(a[0]) or real(*a, **kw))
+    real = store.publish
+    monkeypatch.setattr(store, "publish", lambda *a, **kw: commits.append(a[0]) or real(*a, **kw))
     B.bench(captions, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1, 2)))
     # setting 1: one corpus per p (3), setting 2: one corpus; 4 variants x 3 p + 2 x 3 alpha searched as views
     assert len(commits) == len(GRID) + 1

@@ -266,12 +266,120 @@ def test_an_empty_corpus_is_an_error_and_the_old_index_stays(tiny_clip, two_corp
     assert not (tmp_path / "new").exists()
 
 
-def test_leftovers_of_mixsearch_0_1_are_cleared(tiny_clip, two_corpora, tmp_path):
+def test_folders_beside_the_index_are_never_removed(tiny_clip, two_corpora, tmp_path):
+    """0.1 built in idx.building and swapped through idx.old: such a folder may be a user's backup,
+    or after a crash the only complete copy. It is named in the report, never deleted."""
     out = tmp_path / "idx"
     for leftover in ("idx.building", "idx.old"):
         (tmp_path / leftover / "raw").mkdir(parents=True)
+        (tmp_path / leftover / "raw" / "IMG_0001.CR2").write_text("precious")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"id": "x", "text": ""}\n')
+    with pytest.raises(ms.InputError):
+        ms.build_index(empty, out, str(tiny_clip), calibration="none", progress=False)
+    _, report = ms.build_index(two_corpora[0], out, str(tiny_clip), calibration="none", progress=False)
+    for leftover in ("idx.building", "idx.old"):
+        assert (tmp_path / leftover / "raw" / "IMG_0001.CR2").read_text() == "precious"
+    assert "idx.old looks like a folder mixsearch 0.1 left behind" in report.summary()
+
+
+def test_a_folder_that_only_looks_like_an_index_is_refused(tiny_clip, two_corpora, tmp_path):
+    shoot = tmp_path / "shoot"
+    (shoot / "raw-2023").mkdir(parents=True)
+    (shoot / "raw-2023" / "IMG_0001.CR2").write_text("precious")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "manifest.json").write_text('{"name": "my web app"}')
+    for folder in (shoot, site):
+        with pytest.raises(ms.InputError, match="is not a mixsearch index; refusing to write into it"):
+            ms.build_index(two_corpora[0], folder, str(tiny_clip), calibration="none", progress=False)
+    assert (shoot / "raw-2023" / "IMG_0001.CR2").read_text() == "precious"
+    assert (site / "manifest.json").read_text() == '{"name": "my web app"}'
+
+
+def test_names_no_generation_of_ours_wrote_are_kept(tiny_clip, two_corpora, tmp_path):
+    out = tmp_path / "idx"
     ms.build_index(two_corpora[0], out, str(tiny_clip), calibration="none", progress=False)
-    assert not (tmp_path / "idx.building").exists() and not (tmp_path / "idx.old").exists()
+    (out / "raw-2023").mkdir()
+    (out / "notes.txt").write_text("mine")
+    ms.open_index(out).recalibrate("none", alpha=0.3)
+    ms.build_index(two_corpora[1], out, str(tiny_clip), calibration="none", progress=False)
+    assert (out / "raw-2023").is_dir() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_cleanup_failure_after_the_commit_keeps_the_new_state(tiny_clip, two_corpora, tmp_path, monkeypatch, caplog):
+    out = tmp_path / "idx"
+    ms.build_index(two_corpora[0], out, str(tiny_clip), progress=False)
+    real = store.remove_stale
+
+    def busy(*args, **kwargs):  # as NFS answers while a reader still maps the old vectors
+        raise OSError(39, "Directory not empty", str(out / "index-1"))
+
+    monkeypatch.setattr(store, "remove_stale", busy)
+    with caplog.at_level("WARNING", logger="mixsearch"):
+        ms.open_index(out).recalibrate("none", alpha=0.3)
+    assert "committed, but old files could not all be removed yet" in caplog.text
+    index = ms.open_index(out)
+    assert index.manifest["generation"] == 2 and index.calibrator.method == "none" and index.alpha == 0.3
+    monkeypatch.setattr(store, "remove_stale", real)
+    ms.open_index(out).recalibrate("none", alpha=0.4)  # the next change removes what was left
+    assert only_current_files(out)
+
+
+OPENER = r"""
+import sys, time
+import mixsearch as ms
+from mixsearch import MixsearchError
+folder, seconds = sys.argv[1], float(sys.argv[2])
+opened = failed = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        ms.open_index(folder)
+        opened += 1
+    except MixsearchError as err:
+        failed += 1
+        print(type(err).__name__, err, file=sys.stderr)
+print(opened, failed)
+"""
+
+
+def test_readers_opening_during_commits_never_fail(tiny_clip, two_corpora, tmp_path):
+    """A reader in another process opens the index over and over while this one recalibrates it:
+    every open succeeds (a reader that meets a generation being removed retries with the new one)."""
+    out = tmp_path / "idx"
+    ms.build_index(two_corpora[0], out, str(tiny_clip), calibration="none", progress=False)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", OPENER, str(out), "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    index, changes = ms.open_index(out), 0
+    while reader.poll() is None:
+        index.recalibrate("none", alpha=(changes % 10) / 10)
+        changes += 1
+    stdout, stderr = reader.communicate(timeout=60)
+    opened, failed = map(int, stdout.split())
+    assert changes > 5 and opened > 5 and failed == 0, stderr[-2000:]
+
+
+def test_recalibrate_with_only_alpha_keeps_the_calibration(tmp_path):
+    from typer.testing import CliRunner
+
+    from mixsearch.cli import app
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(Path(__file__).parent / "data" / "legacy-v1", folder)
+    index = folder / "index"
+    before = ms.open_index(index)
+    runner = CliRunner()
+    result = runner.invoke(app, ["recalibrate", str(index), "--alpha", "0.7"])
+    assert result.exit_code == 0, result.output
+    after = ms.open_index(index)
+    assert after.alpha == 0.7 and after.manifest["calibration"]["source"] == before.manifest["calibration"]["source"]
+    for role, mean in before.calibrator.means_.items():
+        np.testing.assert_array_equal(after.calibrator.means_[role], mean)
+    assert runner.invoke(app, ["recalibrate", str(index)]).exit_code == 2  # nothing to change
+    result = runner.invoke(app, ["recalibrate", str(index), "--calibration", "corpus"])
+    assert result.exit_code == 0 and ms.open_index(index).manifest["calibration"]["source"] == "corpus"
 
 
 def test_fifty_threads_on_a_fresh_index_load_the_model_once(built, monkeypatch):

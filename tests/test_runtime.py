@@ -73,3 +73,17 @@ def test_runtime_choices_are_checked(tiny_clip, monkeypatch):
     with pytest.raises(ms.MissingDependencyError, match=r"mixsearch\[onnx\]"):
         ms.load_encoder(str(tiny_clip), runtime="onnx")
     assert ms.load_encoder(str(tiny_clip)).runtime == "torch"  # auto without onnxruntime: PyTorch, quietly
+
+
+def test_a_runtime_failure_mid_encode_falls_back_to_pytorch(tiny_clip, tmp_path, monkeypatch, caplog):
+    enc = ms.load_encoder(str(tiny_clip), runtime="onnx")
+    texts, images = probe(tmp_path)
+
+    def shape_error(*args):
+        raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input")
+
+    monkeypatch.setattr(onnx_module.OnnxTowers, "text", shape_error)
+    with caplog.at_level(logging.WARNING, logger="mixsearch"):
+        got = enc.encode(texts)
+    assert enc.runtime == "torch" and "ONNX Runtime failed" in caplog.text
+    np.testing.assert_allclose(got, ms.load_encoder(str(tiny_clip), runtime="torch").encode(texts), atol=1e-5)

@@ -571,3 +571,37 @@ def test_loopback_server_refuses_other_host_names(index_folder):
         assert c.get("/health", headers={"Host": "127.0.0.1:8000"}).status_code == 200
         assert c.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
         assert c.get("/health", headers={"Host": "evil.example:8000"}).status_code == 400
+
+
+def test_media_safety_does_not_depend_on_the_servers_working_directory(tiny_clip, tmp_path, monkeypatch):
+    """A symlink repointed out of the corpus is refused wherever the server runs; a symlink to a
+    file without a suffix (git-annex's objects) is served with the recorded name's type."""
+    pics, secret = tmp_path / "pics", tmp_path / "secret"
+    pics.mkdir(), secret.mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(pics / "a.png")
+    (secret / "key.png").write_bytes(b"TOP SECRET\n")
+    objects = tmp_path / "pics" / ".annex"
+    objects.mkdir()
+    Image.new("RGB", (40, 40), (10, 200, 10)).save(objects / "SHA256-s1--abcdef", format="PNG")
+    os.symlink(pics / "a.png", pics / "c.png")
+    os.symlink(objects / "SHA256-s1--abcdef", pics / "photo.png")
+    monkeypatch.chdir(pics)
+    ms.build_index(".", tmp_path / "pidx", str(tiny_clip), calibration="none", progress=False)
+    os.remove(pics / "c.png")
+    os.symlink(secret / "key.png", pics / "c.png")  # repointed after the build
+    for cwd in ("/", str(tmp_path), str(pics)):
+        monkeypatch.chdir(cwd)
+        with TestClient(create_app([tmp_path / "pidx"])) as c:
+            assert c.get("/api/media/c.png").status_code == 404, cwd
+            annexed = c.get("/api/media/photo.png")
+            assert annexed.status_code == 200 and annexed.headers["content-type"] == "image/png", cwd
+            assert c.get("/api/media/a.png").status_code == 200
+
+
+def test_serve_refuses_a_port_out_of_range():
+    from typer.testing import CliRunner
+
+    from mixsearch.cli import app as cli
+
+    result = CliRunner().invoke(cli, ["serve", "nowhere", "--port", "99999"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -13,14 +13,22 @@ from ._app import command, say
 @command
 def recalibrate(
     index_dir: Path = typer.Argument(..., help="An index folder."),
-    calibration: Optional[str] = typer.Option(None, help="Calibration file, 'none', or omit to fit on the corpus."),
+    calibration: Optional[str] = typer.Option(
+        None,
+        help="A calibration file, 'none' (plain CLIP) or 'corpus' (fit document means on the index's own "
+        "documents). Default: keep the index's calibration (and change only --alpha).",
+    ),
     alpha: Optional[float] = typer.Option(None, help="New weight of the text part (default: keep)."),
 ) -> None:
     """Apply another calibration or alpha to an index without re-encoding."""
     from .. import Calibrator, open_index
+    from ..errors import UsageError
 
+    if calibration is None and alpha is None:
+        raise UsageError("nothing to change: give --calibration (a file, none or corpus) and/or --alpha")
     if alpha is not None:
         Calibrator(alpha=alpha)  # an impossible alpha is a usage error
-    idx = open_index(index_dir).recalibrate(calibration, alpha)
+    index = open_index(index_dir)
+    idx = index.recalibrate(index.calibrator if calibration is None else calibration, alpha)
     cal = idx.manifest["calibration"]
     say(f"{index_dir}: calibration {cal['method']} from {cal['source']}, alpha {cal['alpha']}")

@@ -16,7 +16,7 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1", help="Address to listen on. Anything but loopback needs --token (or MIXSEARCH_TOKEN)."
     ),
-    port: int = typer.Option(8000, help="Port (0: any free port)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free port)."),
     token: Optional[str] = typer.Option(
         None,
         envvar="MIXSEARCH_TOKEN",

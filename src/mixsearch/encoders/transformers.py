@@ -249,9 +249,19 @@ class TransformersEncoder(Encoder):
         tensor = out if isinstance(out, torch.Tensor) else out.pooler_output
         return tensor.float().cpu().numpy()
 
+    def _onnx_failed_now(self, err: Exception) -> None:
+        """ONNX Runtime failed on real input (a shape its export cannot take, say): PyTorch from now on."""
+        log.warning(
+            "model %s: ONNX Runtime failed (%s); continuing on PyTorch", self.name, str(err).splitlines()[0][:200]
+        )
+        self._onnx, self._onnx_failed, self.runtime = None, True, "torch"
+
     def _text_features(self, inputs: dict) -> np.ndarray:
         if self._onnx is not None:
-            return self._onnx.text(inputs["input_ids"].cpu().numpy(), inputs["attention_mask"].cpu().numpy())
+            try:
+                return self._onnx.text(inputs["input_ids"].cpu().numpy(), inputs["attention_mask"].cpu().numpy())
+            except Exception as err:  # noqa: BLE001 - any runtime failure falls back, never a wrong answer
+                self._onnx_failed_now(err)
         return self._run(self._towers["text"], inputs)
 
     def _pixels(self, images: list) -> dict:
@@ -281,7 +291,10 @@ class TransformersEncoder(Encoder):
     def _image_features(self, images: list) -> np.ndarray:
         if self._onnx is not None:
             pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]  # type: ignore[misc]
-            return self._onnx.image(pixels.numpy())
+            try:
+                return self._onnx.image(pixels.numpy())
+            except Exception as err:  # noqa: BLE001 - any runtime failure falls back, never a wrong answer
+                self._onnx_failed_now(err)
         return self._run(self._towers["image"], self._pixels(images))
 
     def _audio_features(self, clips: list) -> np.ndarray:

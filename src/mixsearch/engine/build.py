@@ -8,6 +8,7 @@ a failed or interrupted build never damages an existing index.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -105,9 +106,13 @@ def build_index(
         files = {role: out / name for role, name in store.generation_files(generation).items()}
         fused_path = out / f"fused-{generation}.npy"
         store.clear([*files.values(), fused_path])  # orphans of a build that died at this generation
-        store.remove_leftovers_of_0_1(out)
+        report = BuildReport()
+        for leftover in store.leftovers_of_0_1(out):
+            report.notes.append(
+                f"{leftover} looks like a folder mixsearch 0.1 left behind; delete it if you do not need it"
+            )
+        committed = False
         try:
-            report = BuildReport()
             docs, corpus_name = _read(corpus, report, encoder)
             if not docs:
                 raise InputError("\n".join([f"{corpus_name}: no documents to index", *report.problem_lines(10)]))
@@ -142,11 +147,14 @@ def build_index(
             record = _manifest(corpus_name, encoder, kind, calibrator, source, docs, report)
             manifest = store.record_files(record, generation)
             manifest["integrity"] = {"ids_sha256": store.ids_checksum(ids)}
-            store.commit(out, manifest, list(files.values()))
+            store.publish(out, manifest, list(files.values()))
+            committed = True
+            store.tidy(out, manifest, current)
         except BaseException:
-            store.clear([*files.values(), fused_path])  # the previous generation, if any, is untouched
-            if not existed:
-                shutil.rmtree(out, ignore_errors=True)
+            if not (committed or store.is_committed(out, generation)):  # drop the new generation's files
+                store.clear([*files.values(), fused_path])
+                if not existed:
+                    shutil.rmtree(out, ignore_errors=True)
             raise
     log.info("indexed %d documents into %s", len(docs), out)
     return MixIndex(out, encoder=encoder), report
@@ -186,7 +194,7 @@ def _manifest(
 def _read(corpus: str | Path | Sequence[Document], report: BuildReport, encoder: Encoder) -> tuple[list[Document], str]:
     """The corpus's documents that this model can encode; everything else reported and counted as skipped."""
     if isinstance(corpus, (str, Path)):
-        docs, name = list(read_corpus(corpus, report.problems.append)), str(corpus)
+        docs, name = list(read_corpus(corpus, report.problems.append)), os.path.abspath(corpus)
     else:
         docs, name, seen = [], "<documents>", set()
         for d in corpus:

@@ -16,7 +16,8 @@ from ..types import MODALITIES, ROLES
 CHUNK = 4096  # documents calibrated and fused per step: bounds memory
 
 #: What ``build_index`` and ``MixIndex.with_calibration`` accept as a calibration: a
-#: ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None (fit on the corpus).
+#: ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None / ``"corpus"`` (fit
+#: document means on the corpus).
 CalibrationSpec = Calibrator | str | Path | None
 
 
@@ -24,7 +25,7 @@ def prepare_calibration(calibration: CalibrationSpec, model: Mapping, alpha: flo
     """Everything about a calibration that can be checked before any encoding: a ``Calibrator``
     (copied, never changed), a file (loaded) or ``"none"``, checked against ``model`` (its
     manifest record: name, fingerprint, dim). None means "fit on the corpus": ``(None, "corpus")``."""
-    if calibration is None:
+    if calibration is None or (isinstance(calibration, str) and calibration == "corpus"):
         return None, "corpus"
     if isinstance(calibration, Calibrator):
         cal, source = copy.deepcopy(calibration), "given"

@@ -92,12 +92,15 @@ class MixIndex:
             try:
                 documents, raw, calibrator, index = _load(folder, manifest)
                 break
-            except FileNotFoundError as err:
-                # a writer may have committed a new generation (and removed this one) meanwhile
-                if store.read_manifest(folder) == manifest:
+            except (FileNotFoundError, MixsearchError) as err:
+                # a writer may have committed a new generation (and removed this one) meanwhile: retry
+                if store.read_manifest(folder) != manifest:
+                    continue
+                if isinstance(err, FileNotFoundError):
                     raise VectorIndexError(
                         f"{folder}: damaged index: {err.filename} is missing; rebuild it with 'mixsearch index'"
                     ) from None
+                raise
         else:
             raise VectorIndexError(f"{folder}: the index kept changing while it was being opened; try again")
         self._setup(folder, manifest, documents, calibrator, index, encoder, device, view=False, raw=raw)
@@ -314,6 +317,8 @@ class MixIndex:
         raw, present = self.raw(), presence(self.documents)
         notes: list[str] = []
         cal, source = resolve_calibration(calibration, self.model, raw, present, alpha, notes)
+        if calibration is self.calibrator:  # the index's own calibration, kept (a new alpha, say)
+            source = self.manifest["calibration"]["source"]
         vectors = fuse_documents(cal, alpha, raw, present, len(self), self.model["dim"])
         index = build_index_of_kind(self.manifest["index"]["kind"], vectors, self.ids, {"modality": self.modality})
         manifest = {**self.manifest, "calibration": {**calibration_record(cal, source), "notes": notes}}
@@ -349,10 +354,13 @@ class MixIndex:
                     store.upgrade_data(self.folder, generation)
                 save_calibration(self.calibrator, paths["calibration"])
                 self.index.save(paths["index"])
-                self.manifest = store.commit(self.folder, manifest, new)
+                store.publish(self.folder, manifest, new)
             except BaseException:
-                store.clear(new)
+                if not store.is_committed(self.folder, generation):
+                    store.clear(new)  # not committed: the current generation is untouched
                 raise
+            self.manifest = manifest
+            store.tidy(self.folder, manifest, current)
         self.is_view = False
         log.info("%s: calibration %s, alpha %s written", self.folder, self.calibrator.method, self.alpha)
         return self

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ from ..types import MEDIA, Document
 
 FORMAT = "mixsearch-index/2"
 LEGACY_FORMATS = ("mixsearch-index/1",)
+log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 LOCK = ".mixsearch.lock"
 #: Files of format 1 (and the leftovers its recalibration could leave), removed on upgrade.
@@ -54,11 +56,12 @@ _LEGACY_NAMES = {
     "vectors.new.npy",
     "calibration.new.safetensors",
 }
-#: Names this module writes into an index folder: a folder holding only these is an index's.
-_OURS = re.compile(
-    r"(manifest\.json|\.mixsearch\.lock|\.manifest\.json\.\d+\.tmp|documents-\d+\.parquet|raw-\d+"
-    r"|calibration-\d+\.safetensors|index-\d+|fused-\d+\.npy)"
+#: Files of one generation, with its number.
+_GENERATION_FILE = re.compile(
+    r"(?:documents-(\d+)\.parquet|raw-(\d+)|calibration-(\d+)\.safetensors|index-(\d+)|fused-(\d+)\.npy)"
 )
+#: A manifest being written by a writer that may have died.
+_MANIFEST_TMP = re.compile(r"\.manifest\.json\.\d+\.tmp")
 
 
 # -- the commit point ----------------------------------------------------------------------------
@@ -94,8 +97,17 @@ def is_index(folder: Path) -> bool:
 
 
 def holds_only_ours(folder: Path) -> bool:
-    """Whether every entry of ``folder`` is a name an index writes (say, a first build that died)."""
-    return all(_OURS.fullmatch(p.name) for p in Path(folder).iterdir())
+    """Whether ``folder`` is one a build of ours started — it holds our lock file — and holds
+    nothing but names an index writes (say, a first build that died, or a garbled manifest)."""
+    names = {p.name for p in Path(folder).iterdir()}
+    return LOCK in names and all(
+        n in (MANIFEST, LOCK) or _GENERATION_FILE.fullmatch(n) or _MANIFEST_TMP.fullmatch(n) for n in names
+    )
+
+
+def _generation_of(name: str) -> int | None:
+    match = _GENERATION_FILE.fullmatch(name)
+    return None if match is None else int(next(g for g in match.groups() if g is not None))
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -191,24 +203,52 @@ def clear(paths: Sequence[Path]) -> None:
             p.unlink(missing_ok=True)
 
 
-def commit(folder: Path, manifest: dict, written: Sequence[Path]) -> dict:
-    """Flush ``written`` (the new generation's files) to disk, replace the manifest, and remove
-    what no longer belongs to it. Returns the manifest."""
+def publish(folder: Path, manifest: dict, written: Sequence[Path]) -> dict:
+    """The commit point: flush ``written`` (the new generation's files) to disk, then replace the
+    manifest that names them. Returns the manifest. Nothing after this may roll the change back."""
     for path in written:
         _fsync_tree(path)
     _fsync_dir(Path(folder))
     write_json_atomic(Path(folder) / MANIFEST, manifest)
-    remove_stale(folder, manifest)
     return manifest
 
 
-def remove_stale(folder: Path, manifest: dict) -> None:
-    """Delete the files of other generations, format-1 names, and temporary files of dead writers."""
+def is_committed(folder: Path, generation: int) -> bool:
+    """Whether the manifest on disk names ``generation`` (a writer interrupted just after its
+    rename has committed, whatever it was told)."""
+    try:
+        return read_manifest(folder).get("generation") == generation
+    except VectorIndexError:
+        return False
+
+
+def tidy(folder: Path, manifest: dict, previous: dict | None) -> None:
+    """After a commit, remove the files of older generations (and, after an upgrade, format 1's).
+    Best effort: a file that cannot be removed now (a reader's mapping on NFS, say) is left for the
+    next writer, and the committed state is untouched either way."""
+    try:
+        remove_stale(folder, manifest, previous)
+    except OSError as err:
+        log.warning(
+            "%s: committed, but old files could not all be removed yet (%s); the next change retries", folder, err
+        )
+
+
+def remove_stale(folder: Path, manifest: dict, previous: dict | None = None) -> None:
+    """Delete the files of generations older than the manifest's, the temporary manifests of dead
+    writers, and — only when ``previous`` was a format-1 manifest — format 1's names. Nothing else:
+    a name no generation of ours could have written is never touched."""
     keep = set(manifest["files"].values()) | {MANIFEST, LOCK}
+    upgraded = previous is not None and previous.get("format") in LEGACY_FORMATS
     for p in Path(folder).iterdir():
         if p.name in keep:
             continue
-        if _OURS.fullmatch(p.name) or p.name in _LEGACY_NAMES:
+        generation = _generation_of(p.name)
+        if (
+            (generation is not None and generation < manifest["generation"])
+            or _MANIFEST_TMP.fullmatch(p.name)
+            or (upgraded and p.name in _LEGACY_NAMES)
+        ):
             clear([p])
 
 
@@ -337,17 +377,18 @@ def check_out_folder(out: Path, corpus: object) -> None:
     if out.exists():
         if not out.is_dir():
             raise InputError(f"{out}: exists and is not a folder; choose another --out")
-        if not is_index(out) and not holds_only_ours(out):
+        if any(out.iterdir()) and not is_index(out) and not holds_only_ours(out):
             raise InputError(
                 f"{out}: exists and is not a mixsearch index; refusing to write into it (use another --out)"
             )
 
 
-def remove_leftovers_of_0_1(out: Path) -> None:
-    """mixsearch 0.1 built beside the folder (``out.building``) and swapped through ``out.old``."""
-    for sibling in (out.with_name(out.name + ".building"), out.with_name(out.name + ".old")):
-        if sibling.is_dir() and ((sibling / "raw").is_dir() or (sibling / MANIFEST).is_file()):
-            shutil.rmtree(sibling, ignore_errors=True)
+def leftovers_of_0_1(out: Path) -> list[Path]:
+    """Folders mixsearch 0.1 left beside an index (it built in ``out.building`` and swapped through
+    ``out.old``). They are only named, never removed: one may be a user's backup, or after a crash
+    the only complete copy."""
+    siblings = (out.with_name(out.name + ".building"), out.with_name(out.name + ".old"))
+    return [p for p in siblings if p.is_dir() and ((p / "raw").is_dir() or (p / MANIFEST).is_file())]
 
 
 def missing(path: object) -> FileNotFoundError:

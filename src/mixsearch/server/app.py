@@ -243,10 +243,11 @@ def create_app(
         index: Union[str, None] = INDEX_PARAM,
         modality: str = Query("image", pattern="^(image|audio|video)$"),
     ) -> FileResponse:
-        path = media.media_file(registry.get(index), doc_id, modality)
+        served = registry.get(index)
+        path = media.media_file(served, doc_id, modality)
         return FileResponse(
             path,
-            media_type=media.content_type(path),
+            media_type=media.content_type(served, doc_id, modality),
             headers={"Content-Security-Policy": "sandbox", "Cache-Control": "private, max-age=300"},
         )
 

@@ -45,17 +45,18 @@ def media_file(served: Served, doc_id: str, modality: str = "image") -> Path:
     if not recorded:
         raise missing
     suffix = Path(recorded).suffix.lower()
-    if suffix not in SUFFIXES.get(modality, ()) or suffix not in CONTENT_TYPES:
+    if suffix not in SUFFIXES.get(modality, ()) or suffix not in CONTENT_TYPES or not os.path.isabs(recorded):
         raise missing
     real = Path(os.path.realpath(recorded))
-    if not any(real.is_relative_to(root) for root in served.media_roots) or not real.is_file():
+    if not any(folder in served.media_roots for folder in real.parents) or not real.is_file():
         raise missing
     return real
 
 
-def content_type(path: Path) -> str:
-    """The content type a served media file is sent with."""
-    return CONTENT_TYPES[path.suffix.lower()]
+def content_type(served: Served, doc_id: str, modality: str = "image") -> str:
+    """The content type a document's media file is sent with: by its recorded name, whose suffix
+    ``media_file`` checked (the real file may be a symlink to a name without one, as git-annex makes)."""
+    return CONTENT_TYPES[Path(served.document(doc_id)[modality]).suffix.lower()]
 
 
 def thumbnail(served: Served, doc_id: str, size: int) -> bytes:

@@ -125,21 +125,13 @@ class Served:
         return dict(self.index.manifest.get("documents", {}))
 
 
-def _media_roots(index: MixIndex) -> list[Path]:
-    """The folders a media file may really lie in (symlinks resolved): the corpus's folder, and
-    the deepest folder holding every recorded media file. A recorded file whose real path is
-    outside them (a symlink out of the corpus) is not served."""
-    roots: list[Path] = []
-    corpus = index.manifest.get("corpus")
-    if corpus and not str(corpus).startswith("<"):
-        path = Path(corpus)
-        roots.append(path if path.is_dir() else path.parent)
-    parents = {
-        os.path.dirname(os.path.abspath(p)) for m in MEDIA for p in index.documents.get(m, []) if p
-    }  # few distinct folders, however many documents
-    if parents:
-        roots.append(Path(os.path.commonpath(sorted(parents))))
-    return [Path(os.path.realpath(r)) for r in roots]
+def _media_roots(index: MixIndex) -> frozenset[Path]:
+    """The real folders holding the index's recorded media files (absolute paths only: a relative
+    one, as mixsearch 0.1 stored, meant the build's working directory, which the server cannot
+    know). A recorded file is served only if its real path lies in or below one of them, so a
+    symlink out of the corpus is not, whatever the server's working directory."""
+    parents = {os.path.dirname(p) for m in MEDIA for p in index.documents.get(m, []) if p and os.path.isabs(p)}
+    return frozenset(Path(os.path.realpath(folder)) for folder in parents)  # few, however many documents
 
 
 def index_names(folders: Sequence[Path]) -> list[str]:
