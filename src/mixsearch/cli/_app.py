@@ -11,7 +11,8 @@ import contextlib
 import functools
 import logging
 from collections.abc import Iterator
-from typing import Any, Callable
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -26,6 +27,19 @@ app = typer.Typer(
 
 #: Every command's default model: bundled, so it works offline; pass --model for any HF id or folder.
 DEFAULT_MODEL = "mixclip-flickr8k"
+
+# The options of every command that encodes, declared once (use as ``device: Device = None``).
+Device = Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Items per encoder batch.")]
+CacheDir = Annotated[Optional[Path], typer.Option(help="Embedding cache (default ~/.cache/mixsearch).")]
+Threads = Annotated[Optional[int], typer.Option(help="CPU threads for encoding (default: all cores).")]
+Runtime = Annotated[
+    str, typer.Option(help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx.")
+]
+VideoFrames = Annotated[
+    Optional[int],
+    typer.Option("--video-frames", help="Frames sampled per video, evenly spread (default 8; X-CLIP takes its own)."),
+]
 
 
 class _EchoHandler(logging.Handler):

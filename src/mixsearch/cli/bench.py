@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._app import DEFAULT_MODEL, command, floats, say
+from ._app import DEFAULT_MODEL, BatchSize, CacheDir, Device, Runtime, Threads, command, floats, say
 
 
 @command
@@ -52,14 +52,12 @@ def bench(
     seed: int = typer.Option(0, help="Seed of every sampled choice (captions rule, replacement, mix, samples)."),
     case_queries: Optional[str] = typer.Option(None, help="Query ids for the case study, comma-separated."),
     cases: int = typer.Option(5, help="Queries in the case study when --case-queries is not given."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
-    batch_size: Optional[int] = typer.Option(None, help="Items per encoder batch."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
+    device: Device = None,
+    batch_size: BatchSize = None,
+    cache_dir: CacheDir = None,
     keep_work: bool = typer.Option(False, help="Keep the per-setting index folders under OUT/work."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for encoding (default: all cores)."),
-    runtime: str = typer.Option(
-        "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
-    ),
+    threads: Threads = None,
+    runtime: Runtime = "auto",
 ) -> None:
     """Benchmark plain vs GR-calibrated search: MixBench, BEIR or caption datasets, settings 1-3."""
     from ..bench import BenchConfig

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._app import DEFAULT_MODEL, command, say
+from ._app import DEFAULT_MODEL, CacheDir, Device, Runtime, Threads, VideoFrames, command, say
 
 
 @command
@@ -20,15 +20,11 @@ def calibrate(
     video: Optional[Path] = typer.Option(None, help="Document video: a folder, or JSON Lines with 'video'."),
     out: Path = typer.Option(..., "--out", "-o", help="Calibration file to write (.safetensors)."),
     method: str = typer.Option("mean", help="'mean' (GR-CLIP) or 'none' (plain CLIP)."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for encoding (default: all cores)."),
-    runtime: str = typer.Option(
-        "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
-    ),
-    video_frames: Optional[int] = typer.Option(
-        None, "--video-frames", help="Frames sampled per video, evenly spread (default 8; X-CLIP takes its own)."
-    ),
+    device: Device = None,
+    cache_dir: CacheDir = None,
+    threads: Threads = None,
+    runtime: Runtime = "auto",
+    video_frames: VideoFrames = None,
 ) -> None:
     """Fit per-modality means on calibration files and save them."""
     from .. import Calibrator, fit_calibration, load_encoder, save_calibration

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._app import DEFAULT_MODEL, command, say
+from ._app import DEFAULT_MODEL, BatchSize, CacheDir, Device, Runtime, Threads, VideoFrames, command, say
 
 
 @command
@@ -21,16 +21,12 @@ def index(
         "Default: fit document means on this corpus.",
     ),
     alpha: float = typer.Option(0.5, help="Weight of the text part of image+text documents."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)."),
-    batch_size: Optional[int] = typer.Option(None, help="Items per encoder batch."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default ~/.cache/mixsearch)."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for encoding (default: all cores)."),
-    runtime: str = typer.Option(
-        "auto", help="Transformers models: auto (ONNX Runtime for long runs when installed), torch or onnx."
-    ),
-    video_frames: Optional[int] = typer.Option(
-        None, "--video-frames", help="Frames sampled per video, evenly spread (default 8; X-CLIP takes its own)."
-    ),
+    device: Device = None,
+    batch_size: BatchSize = None,
+    cache_dir: CacheDir = None,
+    threads: Threads = None,
+    runtime: Runtime = "auto",
+    video_frames: VideoFrames = None,
 ) -> None:
     """Encode, calibrate and index a corpus. Rerun after an interruption: it resumes."""
     from .. import Calibrator, build_index, load_encoder
