@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: The project's own models, shipped inside mixsearch (a bundled model's calibration ships beside its folder).
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
 #: Environment variable that moves the cache (embeddings, weight digests, screenshots).
 CACHE_ENV = "MIXSEARCH_CACHE_DIR"
 

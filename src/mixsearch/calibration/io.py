@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import MODELS_DIR
 from ..errors import CalibrationError, MixsearchError
 from .core import Calibrator
 
 FORMAT = "mixsearch-calibration/1"
-#: The project's own models; a bundled model's calibration ships beside its folder.
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 def save_calibration(calibrator: Calibrator, path: str | Path, *, provenance: dict | None = None) -> Path:

