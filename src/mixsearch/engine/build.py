@@ -115,7 +115,7 @@ def build_index(
         try:
             docs, corpus_name = _read(corpus, report, encoder)
             if not docs:
-                raise InputError("\n".join([f"{corpus_name}: no documents to index", *report.problem_lines(10)]))
+                raise _nothing_to_index(corpus_name, report)
             if prepared is not None:  # a missing mean fails now, not after hours of encoding
                 require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim)
             files["raw"].mkdir()
@@ -126,7 +126,7 @@ def build_index(
                 cache.close()
             report.skipped += len(report.skipped_ids)
             if not docs:
-                raise InputError("\n".join([f"{corpus_name}: no documents to index", *report.problem_lines(10)]))
+                raise _nothing_to_index(corpus_name, report)
             present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
             if prepared is None:  # fit on this corpus, now that it is encoded
                 calibrator, source = resolve_calibration(None, encoder.info(), raw, present, alpha, report.notes)
@@ -158,6 +158,11 @@ def build_index(
             raise
     log.info("indexed %d documents into %s", len(docs), out)
     return MixIndex(out, encoder=encoder), report
+
+
+def _nothing_to_index(corpus_name: str, report: BuildReport) -> InputError:
+    """The error of a corpus with nothing left to index, with why (the first problems)."""
+    return InputError("\n".join([f"{corpus_name}: no documents to index", *report.problem_lines(10)]))
 
 
 def _manifest(
