@@ -107,20 +107,27 @@ def sentence(rng, n: int = 6) -> str:
     return " ".join(rng.choice(WORDS, n))
 
 
+def good_records(folder: Path, rng, absolute_pairs: bool = False) -> list[dict]:
+    """12 documents — 4 text (t0-3), 4 image (i0-3), 4 image+text (m0-3) — with their images
+    written under ``folder/img``; image paths relative to ``folder`` (the image+text ones absolute
+    with ``absolute_pairs``)."""
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    records = [{"id": f"t{i}", "text": sentence(rng)} for i in range(4)]
+    for i in range(4):
+        write_image(folder / "img" / f"i{i}.png", i)
+        records.append({"id": f"i{i}", "image": f"img/i{i}.png"})
+    for i in range(4):
+        image = write_image(folder / "img" / f"m{i}.png", 10 + i)
+        records.append(
+            {"id": f"m{i}", "text": sentence(rng), "image": str(image) if absolute_pairs else f"img/m{i}.png"}
+        )
+    return records
+
+
 @pytest.fixture
 def mixed_corpus(tmp_path) -> Path:
     """12 good documents (4 text, 4 image, 4 image+text) and 5 bad lines, in JSON Lines."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "img").mkdir()
-    lines = []
-    for i in range(4):
-        lines.append({"id": f"t{i}", "text": sentence(rng)})
-    for i in range(4):
-        write_image(tmp_path / "img" / f"i{i}.png", i)
-        lines.append({"id": f"i{i}", "image": f"img/i{i}.png"})
-    for i in range(4):
-        write_image(tmp_path / "img" / f"m{i}.png", 10 + i)
-        lines.append({"id": f"m{i}", "text": sentence(rng), "image": str(tmp_path / "img" / f"m{i}.png")})
+    lines = good_records(tmp_path, np.random.default_rng(0), absolute_pairs=True)
     (tmp_path / "img" / "corrupt.jpg").write_bytes(b"not a jpeg at all")
     bad = [
         {"id": "corrupt", "image": "img/corrupt.jpg"},

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conftest import sentence, write_image
+from conftest import good_records, write_image
 
 XSS = "<script>alert(1)</script>"
 #: Every server a test starts is stopped by then at the latest.
@@ -30,18 +30,9 @@ def build_served_index(root: Path, model: Path) -> Path:
 
     rng = np.random.default_rng(7)
     corpus = root / "corpus"
-    (corpus / "img").mkdir(parents=True)
     outside = root / "outside"
     outside.mkdir()
-    records = []
-    for i in range(4):
-        records.append({"id": f"t{i}", "text": sentence(rng)})
-    for i in range(4):
-        write_image(corpus / "img" / f"i{i}.png", i)
-        records.append({"id": f"i{i}", "image": f"img/i{i}.png"})
-    for i in range(4):
-        write_image(corpus / "img" / f"m{i}.png", 10 + i)
-        records.append({"id": f"m{i}", "text": sentence(rng), "image": f"img/m{i}.png"})
+    records = good_records(corpus, rng)
     records.append({"id": "xss", "text": f"{XSS} dog beach"})
     write_image(outside / "secret.png", 99)
     os.symlink(outside / "secret.png", corpus / "img" / "link.png")
