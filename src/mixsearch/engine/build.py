@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,6 +77,7 @@ def build_index(
     calibration: CalibrationSpec = None,
     alpha: float = 0.5,
     kind: str = "exact",
+    index_options: Mapping[str, object] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool | None = None,
 ) -> tuple[MixIndex, BuildReport]:
@@ -85,7 +86,8 @@ def build_index(
     ``corpus``: a JSON Lines file, a folder of files, or ``Document`` objects.
     ``calibration``: a ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None to
     fit document means on this corpus (the query mean then borrows the text mean).
-    ``kind``: the vector index kind (see ``mixsearch.index.INDEX_KINDS``).
+    ``kind``: the vector index kind (see ``mixsearch.index.INDEX_KINDS``); ``index_options``: its
+    settings (recorded in the manifest, and used again whenever the index is rebuilt).
 
     Everything that can be checked is checked before encoding (the folder, alpha, the kind, the
     calibration against the model and the corpus's modalities). The build writes a new generation
@@ -136,15 +138,18 @@ def build_index(
             fused = np.lib.format.open_memmap(fused_path, "w+", np.float32, (len(docs), encoder.dim))
             fuse_documents(calibrator, alpha, raw, present, len(docs), encoder.dim, out=fused)
             ids = [d.id for d in docs]
-            index = build_index_of_kind(kind, fused, ids, {"modality": np.array([d.modality for d in docs])})
+            index = build_index_of_kind(
+                kind, fused, ids, {"modality": np.array([d.modality for d in docs])}, options=index_options
+            )
             store.write_documents(files["documents"], docs)
             save_calibration(calibrator, files["calibration"])
             index.save(files["index"])
+            index_options = index.options
             del index, fused
             fused_path.unlink()
             report.indexed = len(docs)
             report.seconds = time.perf_counter() - started
-            record = _manifest(corpus_name, encoder, kind, calibrator, source, docs, report)
+            record = _manifest(corpus_name, encoder, kind, index_options, calibrator, source, docs, report)
             manifest = store.record_files(record, generation)
             manifest["integrity"] = {"ids_sha256": store.ids_checksum(ids)}
             store.publish(out, manifest, list(files.values()))
@@ -169,6 +174,7 @@ def _manifest(
     corpus_name: str,
     encoder: Encoder,
     kind: str,
+    index_options: Mapping[str, object] | None,
     calibrator: Calibrator,
     source: str,
     docs: list[Document],
@@ -180,7 +186,7 @@ def _manifest(
         "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
         "corpus": corpus_name,
         "model": encoder.info(),
-        "index": {"kind": kind},
+        "index": {"kind": kind, "options": dict(index_options or {})},
         "calibration": calibration_record(calibrator, source),
         "documents": {"total": len(docs), **{m: sum(d.modality == m for d in docs) for m in DOCUMENT_MODALITIES}},
         "build": {

@@ -320,7 +320,13 @@ class MixIndex:
         if calibration is self.calibrator:  # the index's own calibration, kept (a new alpha, say)
             source = self.manifest["calibration"]["source"]
         vectors = fuse_documents(cal, alpha, raw, present, len(self), self.model["dim"])
-        index = build_index_of_kind(self.manifest["index"]["kind"], vectors, self.ids, {"modality": self.modality})
+        index = build_index_of_kind(
+            self.manifest["index"]["kind"],
+            vectors,
+            self.ids,
+            {"modality": self.modality},
+            options=self.manifest["index"].get("options"),
+        )
         manifest = {**self.manifest, "calibration": {**calibration_record(cal, source), "notes": notes}}
         view = object.__new__(MixIndex)
         view._setup(self.folder, manifest, self.documents, cal, index, self._encoder, self.device, view=True, raw=raw)

@@ -27,10 +27,12 @@ class Filter:
     """Which documents a search may return, by their fields.
 
     ``modality``: the document modalities allowed (``text``, ``image``, ``audio``, ``video``,
-    ``multimodal``), or None for all.
+    ``multimodal``), or None for all. ``where``: an SQL ``WHERE`` condition over the documents'
+    metadata fields (``"year >= 2020 AND source = 'wiki'"``), or None. Both must hold.
     """
 
     modality: frozenset[str] | None = None
+    where: str | None = None
 
     @classmethod
     def of(cls, modality: str | Iterable[str] | None = None) -> Filter | None:
@@ -77,8 +79,21 @@ class VectorIndex(Protocol):
     def __len__(self) -> int: ...
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None) -> VectorIndex:
-        """A new index over ``vectors`` (one row per id), keeping ``fields`` for filters."""
+    def build(
+        cls,
+        vectors: np.ndarray,
+        ids: Sequence[str],
+        fields: Fields | None = None,
+        *,
+        options: Mapping[str, object] | None = None,
+    ) -> VectorIndex:
+        """A new index over ``vectors`` (one row per id), keeping ``fields`` for filters.
+        ``options``: the kind's own settings (recorded in the manifest; unknown names refused)."""
+        ...
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The settings this index was built with (what ``build`` needs to build another like it)."""
         ...
 
     def add(self, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None) -> None:
@@ -128,7 +143,12 @@ def load_index(folder: Path, kind: str) -> VectorIndex:
 
 
 def build_index_of_kind(
-    kind: str, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None
+    kind: str,
+    vectors: np.ndarray,
+    ids: Sequence[str],
+    fields: Fields | None = None,
+    *,
+    options: Mapping[str, object] | None = None,
 ) -> VectorIndex:
-    """Build a new index of kind ``kind``."""
-    return index_kind(kind).build(vectors, ids, fields)
+    """Build a new index of kind ``kind`` with its ``options``."""
+    return index_kind(kind).build(vectors, ids, fields, options=options)

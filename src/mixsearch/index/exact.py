@@ -7,13 +7,13 @@ a running top-k. Vectors may be memory-mapped from disk.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from ..errors import VectorIndexError
+from ..errors import UsageError, VectorIndexError
 from .base import Fields, Filter, Neighbours, register_index
 
 #: Bytes one chunk of a search may allocate — its scores (queries x rows) and, for vectors that are
@@ -62,9 +62,23 @@ class ExactIndex:
         self.where = where
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None) -> ExactIndex:
-        """An index over ``vectors`` (one row per id)."""
+    def build(
+        cls,
+        vectors: np.ndarray,
+        ids: Sequence[str],
+        fields: Fields | None = None,
+        *,
+        options: Mapping[str, object] | None = None,
+    ) -> ExactIndex:
+        """An index over ``vectors`` (one row per id). Exact search takes no options."""
+        if options:
+            raise UsageError(f"the exact index takes no options (got {', '.join(sorted(options))})")
         return cls(np.asarray(vectors, dtype=np.float32), ids, fields)
+
+    @property
+    def options(self) -> dict[str, object]:
+        """None: exact search has no settings."""
+        return {}
 
     def __len__(self) -> int:
         return len(self.ids)
