@@ -42,6 +42,29 @@ VideoFrames = Annotated[
 ]
 
 
+def parse_index_options(pairs: list[str]) -> dict[str, object]:
+    """``["M=32", "metric=ip"]`` -> ``{"M": 32, "metric": "ip"}`` (numbers become numbers); the
+    index kind checks the names and values."""
+    from ..errors import UsageError
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--index-option takes NAME=VALUE, got {pair!r}")
+        options[name.strip()] = _number_or_text(value.strip())
+    return options
+
+
+def _number_or_text(value: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 class _EchoHandler(logging.Handler):
     """Library log records to the terminal's stderr (looked up at each record, so test runners
     that swap streams see them too)."""

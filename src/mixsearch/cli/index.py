@@ -7,7 +7,18 @@ from typing import Optional
 
 import typer
 
-from ._app import DEFAULT_MODEL, BatchSize, CacheDir, Device, Runtime, Threads, VideoFrames, command, say
+from ._app import (
+    DEFAULT_MODEL,
+    BatchSize,
+    CacheDir,
+    Device,
+    Runtime,
+    Threads,
+    VideoFrames,
+    command,
+    parse_index_options,
+    say,
+)
 
 
 @command
@@ -21,6 +32,10 @@ def index(
         "Default: fit document means on this corpus.",
     ),
     alpha: float = typer.Option(0.5, help="Weight of the text part of image+text documents."),
+    index_kind: str = typer.Option("exact", "--index", help="Vector index kind: exact (default) or hnsw."),
+    index_option: list[str] = typer.Option(
+        [], "--index-option", help="A setting of the index kind, NAME=VALUE (repeatable), e.g. M=32."
+    ),
     device: Device = None,
     batch_size: BatchSize = None,
     cache_dir: CacheDir = None,
@@ -42,6 +57,16 @@ def index(
         calibration = str(shipped)
     set_threads(threads)
     encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames)
-    _, report = build_index(corpus, out, encoder, calibration=calibration, alpha=alpha, cache_dir=cache_dir)
+    options = parse_index_options(index_option)
+    _, report = build_index(
+        corpus,
+        out,
+        encoder,
+        calibration=calibration,
+        alpha=alpha,
+        kind=index_kind,
+        index_options=options,
+        cache_dir=cache_dir,
+    )
     say(report.summary())
     say(f'index written to {out}; search it with: mixsearch search {out} "your query"')
