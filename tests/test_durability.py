@@ -62,7 +62,7 @@ if point == "encoding":  # the second batch of the build
         return real(self, batch, modality)
     TransformersEncoder._encode_batch = second
 elif point == "documents":
-    store.write_documents = die
+    store.write_table = die
 elif point == "calibration":
     build.save_calibration = mixindex.save_calibration = die
 elif point == "index":

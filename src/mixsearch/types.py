@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,8 @@ MEDIA = ("image", "audio", "video")
 DOCUMENT_MODALITIES = (*MODALITIES, "multimodal")
 #: Roles a calibration mean can be fitted for: queries, and each document modality.
 ROLES = ("query", *MODALITIES)
+#: Names a document's metadata field may not take: the columns of our own.
+RESERVED_FIELDS = ("id", "_id", "text", "title", *MEDIA, "modality")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Document:
     audio: Path | None = None
     video: Path | None = None
     where: str = field(default="", compare=False)
+    #: Any other fields of the document (``{"year": 2021, "source": "wiki"}``), kept for filters and hits.
+    metadata: Mapping[str, object] = field(default_factory=dict, hash=False)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -64,7 +69,9 @@ class Hit:
     image: str | None = None
     audio: str | None = None
     video: str | None = None
+    #: The document's metadata fields (those it has), as the index stores them.
+    metadata: Mapping[str, object] | None = None
 
     def to_dict(self) -> dict:
-        """The hit as a JSON-ready dict, without empty fields."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The hit as a JSON-ready dict, without empty fields (metadata under ``metadata``)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}

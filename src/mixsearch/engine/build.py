@@ -120,10 +120,14 @@ def build_index(
                 raise _nothing_to_index(corpus_name, report)
             if prepared is not None:  # a missing mean fails now, not after hours of encoding
                 require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim)
-            files["raw"].mkdir()
+            table = store.document_table(docs)  # so does metadata of mixed kinds
+            segment = str(generation)
+            files["documents"].mkdir()
+            (files["raw"] / segment).mkdir(parents=True)
             cache = open_cache(encoder, cache_dir)
             try:
-                docs, raw = _encode_documents(docs, encoder, cache, files["raw"], report, progress)
+                read = len(docs)
+                docs, raw = _encode_documents(docs, encoder, cache, files["raw"] / segment, report, progress)
             finally:
                 cache.close()
             report.skipped += len(report.skipped_ids)
@@ -138,10 +142,10 @@ def build_index(
             fused = np.lib.format.open_memmap(fused_path, "w+", np.float32, (len(docs), encoder.dim))
             fuse_documents(calibrator, alpha, raw, present, len(docs), encoder.dim, out=fused)
             ids = [d.id for d in docs]
-            index = build_index_of_kind(
-                kind, fused, ids, {"modality": np.array([d.modality for d in docs])}, options=index_options
-            )
-            store.write_documents(files["documents"], docs)
+            if len(docs) != read:
+                table = store.document_table(docs)
+            index = build_index_of_kind(kind, fused, ids, store.field_columns(table), options=index_options)
+            store.write_table(files["documents"] / f"{segment}.parquet", table)
             save_calibration(calibrator, files["calibration"])
             index.save(files["index"])
             index_options = index.options
@@ -151,6 +155,7 @@ def build_index(
             report.seconds = time.perf_counter() - started
             record = _manifest(corpus_name, encoder, kind, index_options, calibrator, source, docs, report)
             manifest = store.record_files(record, generation)
+            manifest["segments"] = [{"name": segment, "rows": len(docs)}]
             manifest["integrity"] = {"ids_sha256": store.ids_checksum(ids)}
             store.publish(out, manifest, list(files.values()))
             committed = True

@@ -90,7 +90,7 @@ class MixIndex:
         for _ in range(5):
             manifest = store.read_manifest(folder)
             try:
-                documents, raw, calibrator, index = _load(folder, manifest)
+                data, calibrator, index = _load(folder, manifest)
                 break
             except (FileNotFoundError, MixsearchError) as err:
                 # a writer may have committed a new generation (and removed this one) meanwhile: retry
@@ -103,30 +103,31 @@ class MixIndex:
                 raise
         else:
             raise VectorIndexError(f"{folder}: the index kept changing while it was being opened; try again")
-        self._setup(folder, manifest, documents, calibrator, index, encoder, device, view=False, raw=raw)
+        self._setup(folder, manifest, data, calibrator, index, encoder, device, view=False)
 
     def _setup(
         self,
         folder: Path,
         manifest: dict,
-        documents: dict[str, list],
+        data: store.Data,
         calibrator: Calibrator,
         index: VectorIndex,
         encoder: Encoder | None,
         device: str | None,
         view: bool,
-        raw: dict[str, np.ndarray],
     ) -> None:
         self.folder = folder
         self.manifest = manifest
-        self.documents = documents
-        self.ids: list[str] = documents["id"]
-        self.modality = np.asarray(documents["modality"])
+        self.data = data
+        self.documents = data.documents
+        self.ids: list[str] = self.documents["id"]
+        self.modality = np.asarray(self.documents["modality"])
+        self.metadata_fields = [n for n in data.table.column_names if n not in store.OWN_COLUMNS]
         self.calibrator = calibrator
         self.index = index
         self.device = device
         self.is_view = view
-        self._raw = raw
+        self._raw = data.raw
         self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
@@ -202,17 +203,22 @@ class MixIndex:
         video: MediaQuery | None = None,
         k: int = 10,
         modality: str | Sequence[str] | None = None,
+        where: str | None = None,
     ) -> list[Hit]:
         """Search with a text, an image (a path or a PIL image), an audio clip or a video (paths),
         or a text with one of those (e.g. an image+text query).
 
         ``modality`` keeps only documents of that modality (or those modalities): ``text``,
-        ``image``, ``audio``, ``video`` or ``multimodal``.
+        ``image``, ``audio``, ``video`` or ``multimodal``. ``where`` keeps only documents whose
+        metadata fields pass an SQL condition (``"year >= 2020 AND source = 'wiki'"``, DuckDB's
+        SQL); both filters apply before the top ``k``, so k hits come back whenever k qualify.
         """
         if text is not None and not isinstance(text, str):
             raise UsageError(f"text must be a string, not {type(text).__name__}; pass an image as image=...")
         one = lambda x: None if x is None else [x]  # noqa: E731
-        return self.search_batch(one(text), one(image), audios=one(audio), videos=one(video), k=k, modality=modality)[0]
+        return self.search_batch(
+            one(text), one(image), audios=one(audio), videos=one(video), k=k, modality=modality, where=where
+        )[0]
 
     def search_batch(
         self,
@@ -223,6 +229,7 @@ class MixIndex:
         videos: Sequence[MediaQuery] | None = None,
         k: int = 10,
         modality: str | Sequence[str] | None = None,
+        where: str | None = None,
         embeddings: Mapping[str, np.ndarray] | None = None,
     ) -> SearchResults:
         """Search with many queries at once: texts, images, audio clips, videos, or texts paired
@@ -232,13 +239,13 @@ class MixIndex:
         index's encoder makes them) instead of the items, skipping the encoding.
         """
         _check_k(k)
-        Filter.of(modality)  # bad arguments fail before the model loads
+        self.filter(modality, where)  # bad arguments fail before the model loads
         given = {"texts": texts, "images": images, "audios": audios, "videos": videos}
         if embeddings is None:
             embeddings = self.embed_queries(texts, images, audios=audios, videos=videos)
         elif any(v is not None for v in given.values()):
             raise UsageError("give the query items or their embeddings, not both")
-        return self.search_vectors(self.calibrate_queries(embeddings), k=k, modality=modality)
+        return self.search_vectors(self.calibrate_queries(embeddings), k=k, modality=modality, where=where)
 
     def embed_queries(
         self,
@@ -283,12 +290,18 @@ class MixIndex:
         return self.calibrator.transform_documents(parts, roles={"text": "query"}, alpha=self.alpha)
 
     def search_vectors(
-        self, vectors: np.ndarray, *, k: int = 10, modality: str | Sequence[str] | None = None
+        self,
+        vectors: np.ndarray,
+        *,
+        k: int = 10,
+        modality: str | Sequence[str] | None = None,
+        where: str | None = None,
     ) -> SearchResults:
         """Rank the index for already calibrated query vectors, one hit list per row."""
         _check_k(k)
+        filter_ = self.filter(modality, where)
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        found = self.index.search(vectors, int(k), Filter.of(modality))
+        found = self.index.search(vectors, int(k), filter_)
         return SearchResults(
             [
                 [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
@@ -298,7 +311,29 @@ class MixIndex:
 
     def _hit(self, rank: int, doc_id: str, score: float) -> Hit:
         row, d = self._rows[doc_id], self.documents
-        return Hit(rank, doc_id, score, d["modality"][row], d["text"][row], *(d[m][row] for m in MEDIA))
+        metadata = {f: d[f][row] for f in self.metadata_fields if d[f][row] is not None}
+        return Hit(rank, doc_id, score, d["modality"][row], d["text"][row], *(d[m][row] for m in MEDIA), metadata)
+
+    def fields(self) -> dict[str, str]:
+        """The fields a ``where`` condition may name, with their SQL types (``modality`` and
+        each metadata field)."""
+        from ..index.where import _sql_type
+
+        return {f.name: _sql_type(f.type) for f in self._field_schema()}
+
+    def _field_schema(self):
+        import pyarrow as pa
+
+        return pa.schema([self.data.table.schema.field(n) for n in ("modality", *self.metadata_fields)])
+
+    def filter(self, modality: str | Sequence[str] | None = None, where: str | None = None) -> Filter | None:
+        """The filter for ``modality`` and ``where``, checked against this index's fields (an
+        unknown field or a wrong type is a ``UsageError`` listing the known fields) before any
+        search or encoding."""
+        filter_ = Filter.of(modality, where)
+        if filter_ is not None:
+            filter_.check(self._field_schema())
+        return filter_
 
     # -- calibration ------------------------------------------------------------------------
 
@@ -324,12 +359,12 @@ class MixIndex:
             self.manifest["index"]["kind"],
             vectors,
             self.ids,
-            {"modality": self.modality},
+            store.field_columns(self.data.table),
             options=self.manifest["index"].get("options"),
         )
         manifest = {**self.manifest, "calibration": {**calibration_record(cal, source), "notes": notes}}
         view = object.__new__(MixIndex)
-        view._setup(self.folder, manifest, self.documents, cal, index, self._encoder, self.device, view=True, raw=raw)
+        view._setup(self.folder, manifest, self.data, cal, index, self._encoder, self.device, view=True)
         view.runtime = self.runtime
         return view
 
@@ -357,7 +392,7 @@ class MixIndex:
             store.clear(new)
             try:
                 if legacy:
-                    store.upgrade_data(self.folder, generation)
+                    _, manifest["segments"] = store.upgrade_data(self.folder, current, generation)
                 save_calibration(self.calibrator, paths["calibration"])
                 self.index.save(paths["index"])
                 store.publish(self.folder, manifest, new)
@@ -375,30 +410,19 @@ class MixIndex:
         """Apply another calibration and/or alpha to this index and its folder, without
         re-encoding (``with_calibration`` then ``persist``). Returns this index, updated."""
         view = self.with_calibration(calibration, alpha).persist()
-        self._setup(
-            view.folder,
-            view.manifest,
-            view.documents,
-            view.calibrator,
-            view.index,
-            self._encoder,
-            self.device,
-            view=False,
-            raw=view.raw(),
-        )
+        self._setup(view.folder, view.manifest, view.data, view.calibrator, view.index, self._encoder, self.device, view=False)
         return self
 
 
-def _load(folder: Path, manifest: dict) -> tuple[dict[str, list], dict[str, np.ndarray], Calibrator, VectorIndex]:
+def _load(folder: Path, manifest: dict) -> tuple[store.Data, Calibrator, VectorIndex]:
     """The parts of the manifest's generation, checked to belong together and to the model."""
     files = store.files_of(folder, manifest)
-    documents = store.read_documents(files["documents"])
-    raw = store.read_raw(files["raw"])
+    data = store.read_data(folder, manifest)
     if not files["calibration"].is_file():
         raise store.missing(files["calibration"])
     calibrator = load_calibration(files["calibration"])
-    index = store.open_vector_index(folder, manifest, documents)
-    store.check_integrity(folder, manifest, documents, raw, index)
+    index = store.open_vector_index(folder, manifest, data.documents)
+    store.check_integrity(folder, manifest, data.documents, data.raw, index)
     model = manifest["model"]
     try:
         calibrator.check_model(model["fingerprint"], model["name"])
@@ -406,7 +430,7 @@ def _load(folder: Path, manifest: dict) -> tuple[dict[str, list], dict[str, np.n
             raise CalibrationError(f"its means have dimension {calibrator.dim_}, the model {model['dim']}")
     except CalibrationError as err:
         raise VectorIndexError(f"{folder}: the index's calibration does not fit its model: {err}") from None
-    return documents, raw, calibrator, index
+    return data, calibrator, index
 
 
 def _loading_options(model: Mapping) -> dict:

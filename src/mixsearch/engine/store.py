@@ -1,14 +1,26 @@
 """The index folder on disk, and the one way it changes: a new generation, then one rename.
 
-Format ``mixsearch-index/2``::
+Format ``mixsearch-index/3``::
 
     manifest.json                    the commit point: model, calibration, counts, what was skipped,
-                                     integrity checksums, and the files of the current generation
-    documents-<g>.parquet            id, modality, text, media paths (one row per document)
-    raw-<g>/<modality>.npy           raw normalised embeddings (zero rows where a document lacks the part)
+                                     integrity checksums, the files of the current generation, and
+                                     its segments (``"segments": [{"name", "rows"}]``, in row order)
+    documents-<g>/<s>.parquet        per segment ``s``: id, modality, text, media paths, then the
+                                     documents' metadata fields as typed columns (one row per document)
+    documents-<g>/deleted.npy        rows deleted (positions over all segments), when any are
+    raw-<g>/<s>/<modality>.npy       raw normalised embeddings of segment ``s`` (zero rows where a
+                                     document lacks the part)
     calibration-<g>.safetensors      the calibration applied
     index-<g>/                       the vector index's own files (kind-specific)
-    .mixsearch.lock                  held by the one process writing (build, recalibrate)
+    .mixsearch.lock                  held by the one process writing (build, add, delete, recalibrate)
+
+A segment is the rows one build or one ``add`` wrote; it is never rewritten. A change that keeps
+a segment hard-links its files into the new generation's folders (a copy where links fail), so an
+``add`` writes only its new segment, the small ``deleted.npy`` and the index's new part, and a
+generation's folders always hold every file it uses: removing older generations never touches
+them. Deleted (and replaced) rows stay in their segments, masked by ``deleted.npy``, until a
+change compacts them: an add or delete that leaves more than half the stored rows deleted writes
+the live rows as one new segment instead.
 
 Every change — a build (also over an existing index) or a recalibration — writes the files of
 generation ``g + 1`` beside those of ``g``, flushes them to disk, and then replaces
@@ -17,9 +29,10 @@ generation or the new one, never a mix; a writer killed at any moment leaves the
 intact and some orphan files, which the next writer removes. Writers take an exclusive lock, so
 two of them cannot interleave.
 
-Format ``mixsearch-index/1`` (mixsearch 0.1) kept ``documents.parquet``, ``raw/``,
+Format ``mixsearch-index/2`` had one ``documents-<g>.parquet`` and ``raw-<g>/<modality>.npy``
+(one segment, no metadata, nothing deleted). Format ``mixsearch-index/1`` (mixsearch 0.1) kept ``documents.parquet``, ``raw/``,
 ``calibration.safetensors``, ``vectors.npy`` and ``ids.json`` at the top of the folder; it is
-still read, and the next change upgrades it.
+still read. Both are still read, and the next change upgrades them (format 2's files by hard link).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import re
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +55,12 @@ from ..errors import InputError, VectorIndexError
 from ..index import ExactIndex, VectorIndex, load_index
 from ..types import MEDIA, Document
 
-FORMAT = "mixsearch-index/2"
-LEGACY_FORMATS = ("mixsearch-index/1",)
+FORMAT = "mixsearch-index/3"
+FORMAT_1 = "mixsearch-index/1"
+FORMAT_2 = "mixsearch-index/2"
+LEGACY_FORMATS = (FORMAT_1, FORMAT_2)
+#: The document table's own columns; every other column is a metadata field.
+OWN_COLUMNS = ("id", "modality", "text", *MEDIA)
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 LOCK = ".mixsearch.lock"
@@ -58,7 +76,7 @@ _LEGACY_NAMES = {
 }
 #: Files of one generation, with its number.
 _GENERATION_FILE = re.compile(
-    r"(?:documents-(\d+)\.parquet|raw-(\d+)|calibration-(\d+)\.safetensors|index-(\d+)|fused-(\d+)\.npy)"
+    r"(?:documents-(\d+)\.parquet|documents-(\d+)|raw-(\d+)|calibration-(\d+)\.safetensors|index-(\d+)|fused-(\d+)\.npy)"
 )
 #: A manifest being written by a writer that may have died.
 _MANIFEST_TMP = re.compile(r"\.manifest\.json\.\d+\.tmp")
@@ -82,7 +100,7 @@ def read_manifest(folder: Path) -> dict:
             f"{folder}: unknown index format {fmt!r} (this mixsearch reads {FORMAT} and "
             f"{', '.join(LEGACY_FORMATS)}); rebuild it with 'mixsearch index'"
         )
-    if fmt == FORMAT and not isinstance(manifest.get("files"), dict):
+    if fmt != FORMAT_1 and not isinstance(manifest.get("files"), dict):
         raise VectorIndexError(f"{path}: the manifest names no files; rebuild the index with 'mixsearch index'")
     return manifest
 
@@ -174,7 +192,7 @@ def next_generation(manifest: dict | None) -> int:
 def generation_files(generation: int) -> dict[str, str]:
     """The file names of one generation."""
     return {
-        "documents": f"documents-{generation}.parquet",
+        "documents": f"documents-{generation}",
         "raw": f"raw-{generation}",
         "calibration": f"calibration-{generation}.safetensors",
         "index": f"index-{generation}",
@@ -184,7 +202,7 @@ def generation_files(generation: int) -> dict[str, str]:
 def files_of(folder: Path, manifest: dict) -> dict[str, Path]:
     """The paths of the manifest's generation (format 1: its fixed names)."""
     folder = Path(folder)
-    if manifest["format"] in LEGACY_FORMATS:
+    if manifest["format"] == FORMAT_1:
         return {
             "documents": folder / "documents.parquet",
             "raw": folder / "raw",
@@ -239,7 +257,7 @@ def remove_stale(folder: Path, manifest: dict, previous: dict | None = None) -> 
     writers, and — only when ``previous`` was a format-1 manifest — format 1's names. Nothing else:
     a name no generation of ours could have written is never touched."""
     keep = set(manifest["files"].values()) | {MANIFEST, LOCK}
-    upgraded = previous is not None and previous.get("format") in LEGACY_FORMATS
+    upgraded = previous is not None and previous.get("format") == FORMAT_1
     for p in Path(folder).iterdir():
         if p.name in keep:
             continue
@@ -254,11 +272,11 @@ def remove_stale(folder: Path, manifest: dict, previous: dict | None = None) -> 
 
 def record_files(manifest: dict, generation: int, *, keep_data_of: dict | None = None) -> dict:
     """``manifest`` as generation ``generation``: new calibration and index files; documents and
-    raw embeddings new too, unless ``keep_data_of`` (the current manifest) keeps them."""
+    raw embeddings new too, unless ``keep_data_of`` (the current manifest, of this format) keeps them."""
     files = generation_files(generation)
     if keep_data_of is not None:
         if keep_data_of["format"] in LEGACY_FORMATS:
-            raise ValueError("a format-1 index is upgraded by copying its data: use upgrade_data")
+            raise ValueError("an older index is upgraded by linking its data: use upgrade_data")
         files["documents"], files["raw"] = keep_data_of["files"]["documents"], keep_data_of["files"]["raw"]
     return {
         **manifest,
@@ -270,39 +288,147 @@ def record_files(manifest: dict, generation: int, *, keep_data_of: dict | None =
     }
 
 
-def upgrade_data(folder: Path, generation: int) -> list[Path]:
-    """Copy a format-1 index's documents and raw embeddings to generation names; returns the copies."""
+def upgrade_data(folder: Path, current: dict, generation: int) -> tuple[list[Path], list[dict]]:
+    """Link (or copy) an index's documents and raw embeddings into generation ``generation``'s
+    folders; returns the new folders and the segments."""
     folder = Path(folder)
     files = generation_files(generation)
-    clear([folder / files["documents"], folder / files["raw"]])
-    shutil.copyfile(folder / "documents.parquet", folder / files["documents"])
-    shutil.copytree(folder / "raw", folder / files["raw"])
-    return [folder / files["documents"], folder / files["raw"]]
+    paths = [folder / files["documents"], folder / files["raw"]]
+    clear(paths)
+    segments = link_data(folder, current, paths[0], paths[1])
+    return paths, segments
+
+
+def _segment_sources(folder: Path, manifest: dict) -> list[tuple[str, int | None, Path, Path]]:
+    """``(name, rows, documents file, raw folder)`` of each segment of the manifest's generation."""
+    files = files_of(folder, manifest)
+    if manifest["format"] in LEGACY_FORMATS:
+        return [("0", None, files["documents"], files["raw"])]
+    return [
+        (s["name"], int(s["rows"]), files["documents"] / f"{s['name']}.parquet", files["raw"] / s["name"])
+        for s in manifest["segments"]
+    ]
+
+
+def link_data(folder: Path, current: dict, documents: Path, raw: Path) -> list[dict]:
+    """Hard-link (or copy) every segment of ``current`` into new ``documents`` and ``raw`` folders,
+    with the rows it deleted; returns the segments (``{"name", "rows"}``)."""
+    from ..index.exact import link_or_copy
+
+    documents.mkdir(parents=True, exist_ok=True)
+    raw.mkdir(parents=True, exist_ok=True)
+    segments = []
+    for name, rows, table, embeddings in _segment_sources(folder, current):
+        link_or_copy(table, documents / f"{name}.parquet")
+        (raw / name).mkdir(exist_ok=True)
+        for p in sorted(embeddings.glob("*.npy")):
+            link_or_copy(p, raw / name / p.name)
+        if rows is None:
+            import pyarrow.parquet as pq
+
+            rows = pq.read_metadata(table).num_rows
+        segments.append({"name": name, "rows": rows})
+    deleted = files_of(folder, current)["documents"] / "deleted.npy"
+    if current["format"] not in LEGACY_FORMATS and deleted.is_file():
+        link_or_copy(deleted, documents / "deleted.npy")
+    return segments
 
 
 # -- reading and writing the parts -----------------------------------------------------------------
 
 
-def write_documents(path: Path, docs: Sequence[Document]) -> None:
-    """The document table: id, modality, text and media paths of each document, in index order."""
+def document_table(docs: Sequence[Document]):
+    """The document table (Arrow): id, modality, text and media paths of each document, in index
+    order, then one typed column per metadata field. Integers and decimals together become
+    decimals; lists and objects are kept as JSON text; any other mix of kinds in one field is an
+    ``InputError`` naming the field and a document of each kind."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     columns = {
-        "id": [d.id for d in docs],
-        "modality": [d.modality for d in docs],
-        "text": [d.text for d in docs],
-        **{m: [None if getattr(d, m) is None else str(getattr(d, m)) for d in docs] for m in MEDIA},
+        "id": pa.array([d.id for d in docs], type=pa.string()),
+        "modality": pa.array([d.modality for d in docs], type=pa.string()),
+        "text": pa.array([d.text for d in docs], type=pa.string()),
+        **{m: pa.array([None if getattr(d, m) is None else str(getattr(d, m)) for d in docs], type=pa.string()) for m in MEDIA},
     }
-    pq.write_table(pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()}), path)
+    names: dict[str, None] = {}
+    for d in docs:
+        names.update(dict.fromkeys(d.metadata))
+    for name in names:
+        columns[name] = _metadata_column(name, docs)
+    return pa.table(columns)
 
 
-def read_documents(path: Path) -> dict[str, list]:
-    """The document table, column by column."""
+_KINDS = {bool: "a boolean", int: "an integer", float: "a decimal number", str: "text"}
+
+
+def _metadata_column(name: str, docs: Sequence[Document]):
+    import pyarrow as pa
+
+    seen: dict[str, Document] = {}
+    values = []
+    for d in docs:
+        value = d.metadata.get(name)
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value, ensure_ascii=False)
+        if value is not None:
+            seen.setdefault(_KINDS.get(type(value), type(value).__name__), d)
+        values.append(value)
+    kinds = set(seen)
+    arrow_type = {
+        frozenset(): pa.string(),
+        frozenset({"a boolean"}): pa.bool_(),
+        frozenset({"an integer"}): pa.int64(),
+        frozenset({"a decimal number"}): pa.float64(),
+        frozenset({"an integer", "a decimal number"}): pa.float64(),
+        frozenset({"text"}): pa.string(),
+    }.get(frozenset(kinds))
+    if arrow_type is None:
+        examples = "; ".join(f"{kind} in document {d.id!r} ({d.where or 'given'})" for kind, d in seen.items())
+        raise InputError(f"metadata field {name!r} holds values of different kinds: {examples}; make them one kind")
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowInvalid, OverflowError) as err:
+        raise InputError(f"metadata field {name!r} cannot be stored ({err})") from None
+
+
+def check_metadata_types(existing, added, where: str) -> None:
+    """Refuse added documents whose metadata field has another kind than the index stores."""
+    import pyarrow as pa
+
+    def numeric(t) -> bool:
+        return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+    types = {f.name: f.type for f in existing}
+    for f in added:
+        old = types.get(f.name)
+        if old is None or old == f.type or pa.types.is_null(old) or (numeric(old) and numeric(f.type)):
+            continue
+        raise InputError(
+            f"{where}: metadata field {f.name!r} is {f.type} in the added documents but {old} in the index; "
+            "give it values of the kind the index holds"
+        )
+
+
+def write_documents(path: Path, docs: Sequence[Document]):
+    """Write the document table (see ``document_table``) as Parquet; returns it."""
+    table = document_table(docs)
+    write_table(path, table)
+    return table
+
+
+def write_table(path: Path, table) -> None:
+    """Write a document table (Arrow) as Parquet."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path)
+
+
+def read_documents(path: Path):
+    """The document table (Arrow) of one Parquet file."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pydict()
+        return pq.read_table(path)
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as err:
@@ -319,10 +445,98 @@ def read_raw(folder: Path) -> dict[str, np.ndarray]:
         raise VectorIndexError(f"{folder}: unreadable raw embeddings ({err})") from None
 
 
+def field_columns(table) -> dict:
+    """The per-document fields an index keeps for filters: ``modality`` and every metadata column."""
+    return {name: table[name] for name in table.column_names if name not in OWN_COLUMNS or name == "modality"}
+
+
+class SegmentRows:
+    """Raw embeddings of one modality over several segments, live rows only, read on demand
+    (``rows[a:b]`` gathers them; segments without the modality give zero rows)."""
+
+    def __init__(self, parts: list, counts: list[int], live: np.ndarray | None, dim: int):
+        self.parts, self.live, self.dim = parts, live, dim
+        self.offsets = np.cumsum([0, *counts])
+        n = int(self.offsets[-1]) if live is None else len(live)
+        self.shape = (n, dim)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        index = np.arange(self.shape[0])[key]
+        scalar = np.ndim(index) == 0
+        rows = np.atleast_1d(index if self.live is None else self.live[index])
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        for i, part in enumerate(self.parts):
+            first, stop = self.offsets[i], self.offsets[i + 1]
+            chosen = (rows >= first) & (rows < stop)
+            if part is not None and chosen.any():
+                local = rows[chosen] - first
+                contiguous = local[-1] - local[0] + 1 == len(local)
+                out[chosen] = part[local[0] : local[-1] + 1] if contiguous else part[local]
+        return out[0] if scalar else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+
+@dataclass
+class Data:
+    """The documents and raw embeddings of a generation: its segments, the rows deleted, and the
+    live rows' table (Arrow), columns and raw embeddings (in row order)."""
+
+    segments: list[dict]
+    deleted: np.ndarray | None
+    table: object
+    documents: dict[str, list]
+    raw: dict[str, np.ndarray]
+
+    @property
+    def stored(self) -> int:
+        """Rows stored over all segments, deleted ones too."""
+        return sum(s["rows"] for s in self.segments)
+
+
+def read_data(folder: Path, manifest: dict) -> Data:
+    """The documents and raw embeddings of the manifest's generation (any readable format)."""
+    import pyarrow as pa
+
+    sources = _segment_sources(folder, manifest)
+    tables = [read_documents(table) for _, _, table, _ in sources]
+    raws = [read_raw(embeddings) for _, _, _, embeddings in sources]
+    counts = [t.num_rows for t in tables]
+    segments = [{"name": name, "rows": n} for (name, _, _, _), n in zip(sources, counts)]
+    deleted = None
+    path = files_of(folder, manifest)["documents"] / "deleted.npy"
+    if manifest["format"] not in LEGACY_FORMATS and path.is_file():
+        try:
+            rows = np.load(path)
+            deleted = np.zeros(sum(counts), dtype=bool)
+            deleted[rows] = True
+        except (OSError, ValueError, IndexError) as err:
+            raise VectorIndexError(f"{path}: unreadable deleted rows ({err})") from None
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    live = None if deleted is None else np.flatnonzero(~deleted)
+    if live is not None:
+        table = table.take(live)
+    raw: dict[str, np.ndarray] = {}
+    for m in dict.fromkeys(m for r in raws for m in r):
+        parts = [r.get(m) for r in raws]
+        if len(parts) == 1 and live is None:
+            raw[m] = parts[0]  # type: ignore[assignment]
+        else:
+            dim = next(p.shape[1] for p in parts if p is not None)
+            raw[m] = SegmentRows(parts, counts, live, dim)  # type: ignore[assignment]
+    return Data(segments, deleted, table, table.to_pydict(), raw)
+
+
 def open_vector_index(folder: Path, manifest: dict, documents: dict[str, list]) -> VectorIndex:
     """The vector index of the manifest's generation, of the kind the manifest names."""
     path = files_of(folder, manifest)["index"]
-    if manifest["format"] in LEGACY_FORMATS:  # an exact index at the top; modality from the documents
+    if manifest["format"] == FORMAT_1:  # an exact index at the top; modality from the documents
         try:
             vectors = np.load(path / "vectors.npy", mmap_mode="r")
             ids = json.loads((path / "ids.json").read_text())

@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import UsageError, VectorIndexError
 from ..types import DOCUMENT_MODALITIES
 
-#: Per-row document fields an index keeps for filtering: ``{name: array of n values}``.
+#: Per-row document fields an index keeps for filtering: ``{name: array of n values}`` (numpy or
+#: Arrow arrays; ``where.FieldTable`` holds them as one Arrow table).
 Fields = Mapping[str, np.ndarray]
 
 
@@ -35,26 +36,45 @@ class Filter:
     where: str | None = None
 
     @classmethod
-    def of(cls, modality: str | Iterable[str] | None = None) -> Filter | None:
-        """A filter from user-facing arguments (None when nothing is filtered); names are checked."""
-        if modality is None:
+    def of(cls, modality: str | Iterable[str] | None = None, where: str | None = None) -> Filter | None:
+        """A filter from user-facing arguments (None when nothing is filtered); names are checked
+        (the ``where`` condition is checked against an index's fields by ``check``)."""
+        if modality is None and where is None:
             return None
-        wanted = frozenset([modality] if isinstance(modality, str) else modality)
-        unknown = sorted(wanted - set(DOCUMENT_MODALITIES))
-        if unknown or not wanted:
-            raise UsageError(
-                f"unknown modality {', '.join(unknown) or '(none given)'}; expected one of "
-                f"{', '.join(DOCUMENT_MODALITIES)}"
-            )
-        return cls(modality=wanted)
+        wanted = None
+        if modality is not None:
+            wanted = frozenset([modality] if isinstance(modality, str) else modality)
+            unknown = sorted(wanted - set(DOCUMENT_MODALITIES))
+            if unknown or not wanted:
+                raise UsageError(
+                    f"unknown modality {', '.join(unknown) or '(none given)'}; expected one of "
+                    f"{', '.join(DOCUMENT_MODALITIES)}"
+                )
+        if where is not None and (not isinstance(where, str) or not where.strip()):
+            raise UsageError(f"where must be a non-empty SQL condition, got {where!r}")
+        return cls(modality=wanted, where=where)
+
+    def check(self, schema) -> str | None:
+        """Check ``where`` against the fields' Arrow ``schema`` (unknown field, wrong type, not one
+        boolean condition: a ``UsageError`` listing the known fields); returns the SQL to run."""
+        from .where import check_where
+
+        return None if self.where is None else check_where(self.where, schema)
 
     def mask(self, fields: Fields, n: int) -> np.ndarray | None:
         """A boolean mask over ``n`` rows (None: every row passes)."""
-        if self.modality is None:
-            return None
-        if "modality" not in fields:
-            raise VectorIndexError("this index keeps no 'modality' field to filter on")
-        return np.isin(np.asarray(fields["modality"]), sorted(self.modality))
+        keep = None
+        if self.modality is not None:
+            if "modality" not in fields:
+                raise VectorIndexError("this index keeps no 'modality' field to filter on")
+            keep = np.isin(np.asarray(fields["modality"]), sorted(self.modality))
+        if self.where is not None:
+            from .where import arrow_table, where_mask
+
+            table = arrow_table(fields, n)
+            chosen = where_mask(self.check(table.schema), table)  # type: ignore[arg-type]
+            keep = chosen if keep is None else keep & chosen
+        return keep
 
 
 @dataclass

@@ -1,13 +1,19 @@
 """Exact search: inner product (cosine, as vectors are normalised) against every stored vector.
 
 Scores are computed in chunks, so memory stays bounded however many documents there are, with
-a running top-k. Vectors may be memory-mapped from disk.
+a running top-k. Vectors may be memory-mapped from disk, in several parts (one per build or
+add), stored as float32 or float16 (index option ``dtype``; scores are computed in float32 either
+way, a chunk converted at a time). Deleted rows stay in their part, masked, until the engine
+compacts the index.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,6 +21,10 @@ import numpy as np
 
 from ..errors import UsageError, VectorIndexError
 from .base import Fields, Filter, Neighbours, register_index
+from .where import FieldTable, arrow_table
+
+#: Storage types of the vectors (option ``dtype``): float16 halves memory and disk.
+DTYPES = {"float32": np.float32, "float16": np.float16}
 
 #: Bytes one chunk of a search may allocate — its scores (queries x rows) and, for vectors that are
 #: not float32 already, its float32 copy of the rows — so memory stays bounded whatever the corpus size.
@@ -28,38 +38,110 @@ def chunk_rows(n_queries: int, dim: int, copies_rows: bool = False) -> int:
 
 
 def _as_tensor(block: np.ndarray):
-    """A float32 torch view of a block of rows (no copy when they are float32; memory maps are
-    read-only, which torch only warns about: nothing here writes to them)."""
+    """A float32 torch view of a block of rows (no copy when they are float32; float16 rows are
+    converted by torch, a chunk at a time; memory maps are read-only, which torch only warns
+    about: nothing here writes to them)."""
     import warnings
 
     import torch
 
-    block = np.ascontiguousarray(block, dtype=np.float32)
+    block = np.ascontiguousarray(block)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(block)
+        tensor = torch.from_numpy(block)
+    return tensor if tensor.dtype == torch.float32 else tensor.to(torch.float32)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (no bytes copied), or a copy where links fail."""
+    if Path(source).resolve() == Path(target).resolve():
+        return
+    Path(target).unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _whole_npy(array: np.ndarray) -> Path | None:
+    """The ``.npy`` file ``array`` maps whole (so it can be linked, not rewritten), or None."""
+    name = getattr(array, "filename", None)
+    if not isinstance(array, np.memmap) or not name or not str(name).endswith(".npy"):
+        return None
+    try:
+        on_disk = np.load(name, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    same = on_disk.shape == array.shape and on_disk.dtype == array.dtype and on_disk.offset == array.offset
+    return Path(name) if same and array.flags.c_contiguous else None
+
+
+@dataclass
+class _Part:
+    """Rows written together (a build, or one add): their vectors and the files they came from."""
+
+    name: str
+    vectors: np.ndarray
+    source: dict[str, Path] | None = None  # {"vectors", "ids", "fields"} when loaded from disk
+
+
+def _dtype_of(options: Mapping[str, object] | None) -> str:
+    options = dict(options or {})
+    dtype = options.pop("dtype", "float32")
+    if options:
+        raise UsageError(f"the exact index takes only the option dtype (got {', '.join(sorted(options))})")
+    if dtype not in DTYPES:
+        raise UsageError(f"index option dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return str(dtype)
 
 
 @register_index
 class ExactIndex:
-    """Exact inner-product search over an ``(n, d)`` float32 matrix (in memory or memory-mapped).
+    """Exact inner-product search over ``(n, d)`` vectors (in memory or memory-mapped, in parts).
 
-    Files (``save``): ``vectors.npy``, ``ids.json``, ``fields.parquet`` (the filterable fields).
+    Files (``save``): ``parts.json`` (dtype, and each part's name and rows), per part
+    ``<part>.vectors.npy``, ``<part>.ids.json`` and ``<part>.fields.parquet`` (the filterable
+    fields), and ``deleted.npy`` (rows deleted, by position over all parts) when any are. Parts
+    already on disk are hard-linked into a new folder, so saving after an add writes only the new
+    part. The older one-part layout (``vectors.npy``, ``ids.json``, ``fields.parquet``) still loads.
     """
 
     kind: ClassVar[str] = "exact"
 
-    def __init__(self, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None, where: str = "index"):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        ids: Sequence[str],
+        fields: Fields | None = None,
+        where: str = "index",
+        *,
+        dtype: str = "float32",
+    ):
         if vectors.ndim != 2 or len(vectors) != len(ids):
             raise VectorIndexError(f"{where}: {len(ids)} ids for vectors of shape {vectors.shape}")
-        self.vectors = vectors
-        self.ids = list(ids)
-        self.fields = {name: np.asarray(values) for name, values in (fields or {}).items()}
-        for name, values in self.fields.items():
-            if len(values) != len(self.ids):
-                raise VectorIndexError(f"{where}: field {name!r} has {len(values)} values for {len(self.ids)} ids")
-        self.dim = int(vectors.shape[1])
+        self._dtype = np.dtype(DTYPES[_dtype_of({"dtype": dtype})])
+        if vectors.dtype != self._dtype:
+            vectors = _cast(vectors, self._dtype)
         self.where = where
+        self.dim = int(vectors.shape[1])
+        self._parts = [_Part("0", vectors)]
+        self._ids = list(ids)
+        self._table = self._field_table(fields, len(self._ids))
+        self._deleted: np.ndarray | None = None
+        self._forget()
+
+    def _field_table(self, fields: Fields | None, n: int):
+        for name, values in (fields or {}).items():
+            if len(values) != n:
+                raise VectorIndexError(f"{self.where}: field {name!r} has {len(values)} values for {n} ids")
+        return arrow_table(fields or {}, n)
+
+    def _forget(self) -> None:
+        """Drop what is derived from the rows (recomputed on demand)."""
+        self._live_rows: np.ndarray | None = None
+        self._live_ids: list[str] | None = None
+        self._row_of: dict[str, int] | None = None
+        self._search_fields: FieldTable | None = None
 
     @classmethod
     def build(
@@ -70,49 +152,120 @@ class ExactIndex:
         *,
         options: Mapping[str, object] | None = None,
     ) -> ExactIndex:
-        """An index over ``vectors`` (one row per id). Exact search takes no options."""
-        if options:
-            raise UsageError(f"the exact index takes no options (got {', '.join(sorted(options))})")
-        return cls(np.asarray(vectors, dtype=np.float32), ids, fields)
+        """An index over ``vectors`` (one row per id). Option ``dtype``: ``float32`` (default) or
+        ``float16`` (half the bytes; scores still computed in float32)."""
+        dtype = _dtype_of(options)
+        if not isinstance(vectors, np.ndarray):
+            vectors = np.asarray(vectors, dtype=np.float32)
+        return cls(vectors, ids, fields, dtype=dtype)
 
     @property
     def options(self) -> dict[str, object]:
-        """None: exact search has no settings."""
-        return {}
+        """``{"dtype": "float16"}`` for half-precision storage; nothing for the float32 default."""
+        return {} if self._dtype == np.float32 else {"dtype": str(self._dtype)}
+
+    @property
+    def dtype(self) -> np.dtype:
+        """How the vectors are stored (float32 or float16)."""
+        return self._dtype
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _live(self) -> np.ndarray | None:
+        """Positions (over all parts) of the rows not deleted; None when none is."""
+        if self._deleted is None or not self._deleted.any():
+            return None
+        if self._live_rows is None:
+            self._live_rows = np.flatnonzero(~self._deleted)
+        return self._live_rows
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the documents held, in row order."""
+        live = self._live()
+        if live is None:
+            return self._ids
+        if self._live_ids is None:
+            self._live_ids = [self._ids[r] for r in live]
+        return self._live_ids
+
+    @property
+    def fields(self) -> FieldTable:
+        """The filterable fields of the documents held, in row order."""
+        live = self._live()
+        return FieldTable(self._table if live is None else self._table.take(live))
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The stored vectors of the documents held (the memory map itself when there is one part
+        and nothing deleted; otherwise a copy)."""
+        live = self._live()
+        if len(self._parts) == 1 and live is None:
+            return self._parts[0].vectors
+        stacked = np.concatenate([np.asarray(p.vectors) for p in self._parts])
+        return stacked if live is None else stacked[live]
 
     def __len__(self) -> int:
-        return len(self.ids)
+        live = self._live()
+        return len(self._ids) if live is None else len(live)
+
+    def _rows_by_id(self) -> dict[str, int]:
+        if self._row_of is None:
+            live = self._live()
+            rows = range(len(self._ids)) if live is None else live.tolist()
+            self._row_of = {self._ids[r]: r for r in rows}
+        return self._row_of
+
+    # -- changes -------------------------------------------------------------------------------
 
     def add(self, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None) -> None:
-        """Append documents; ids already present are replaced (their old rows are dropped)."""
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        """Append documents as a new part; ids already present are replaced (their old rows are
+        marked deleted). ``fields`` must hold every field the index has (it may bring new ones)."""
+        import pyarrow as pa
+
+        vectors = np.atleast_2d(np.asarray(vectors))
         if vectors.shape[1] != self.dim or len(vectors) != len(ids):
             raise VectorIndexError(f"{self.where}: cannot add {len(ids)} ids with vectors of shape {vectors.shape}")
-        if set(fields or {}) != set(self.fields):
-            raise VectorIndexError(f"{self.where}: added documents need the fields {sorted(self.fields)}")
+        have = {n for n in self._table.column_names if n != "_rows"}
+        if not have <= set(fields or {}):
+            raise VectorIndexError(f"{self.where}: added documents need the fields {sorted(have)}")
+        added = self._field_table(fields, len(ids))
         self.delete(ids)
-        self.vectors = np.concatenate([np.asarray(self.vectors), vectors])
-        self.ids += list(ids)
-        self.fields = {
-            name: np.concatenate([values, np.asarray(fields[name])])  # type: ignore[index]
-            for name, values in self.fields.items()
-        }
+        names = [int(p.name) for p in self._parts if p.name.isdigit()]
+        self._parts.append(_Part(str(max(names, default=-1) + 1), _cast(vectors, self._dtype)))
+        self._ids += list(ids)
+        self._table = pa.concat_tables([self._table, added], promote_options="permissive")
+        if "_rows" in self._table.column_names and len(self._table.column_names) > 1:
+            self._table = self._table.drop_columns(["_rows"])
+        if self._deleted is not None:
+            self._deleted = np.concatenate([self._deleted, np.zeros(len(ids), dtype=bool)])
+        self._forget()
 
     def delete(self, ids: Iterable[str]) -> int:
-        """Remove documents by id; returns how many were present."""
-        gone = set(ids)
-        keep = np.array([i not in gone for i in self.ids], dtype=bool)
-        removed = int((~keep).sum())
-        if removed:
-            self.vectors = np.asarray(self.vectors)[keep]
-            self.ids = [i for i, k in zip(self.ids, keep) if k]
-            self.fields = {name: values[keep] for name, values in self.fields.items()}
-        return removed
+        """Remove documents by id (their rows are masked, not rewritten); returns how many were present."""
+        rows = self._rows_by_id()
+        gone = sorted({rows[i] for i in ids if i in rows})
+        if gone:
+            if self._deleted is None:
+                self._deleted = np.zeros(len(self._ids), dtype=bool)
+            self._deleted[gone] = True
+            self._forget()
+        return len(gone)
+
+    # -- search --------------------------------------------------------------------------------
 
     def search(self, queries: np.ndarray, k: int = 10, filter: Filter | None = None) -> Neighbours:
-        """Top-``k`` documents per query, best first (see ``search_rows``)."""
-        scores, rows = self.search_rows(queries, k, None if filter is None else filter.mask(self.fields, len(self)))
-        ids = [[self.ids[r] for r in row if r >= 0] for row in rows]
+        """Top-``k`` documents per query, best first, among those ``filter`` allows (the filter
+        is applied before the top-k: k hits come back whenever k documents qualify)."""
+        allowed = None
+        if filter is not None:
+            if self._search_fields is None:
+                self._search_fields = FieldTable(self._table)
+            allowed = filter.mask(self._search_fields, len(self._ids))
+        if self._live() is not None:
+            allowed = ~self._deleted if allowed is None else allowed & ~self._deleted  # type: ignore[operator]
+        scores, rows = self._search_all(queries, k, allowed)
+        ids = [[self._ids[r] for r in row if r >= 0] for row in rows]
         return Neighbours(scores, ids)
 
     def search_rows(self, queries: np.ndarray, k: int = 10, allowed: np.ndarray | None = None):
@@ -123,29 +276,44 @@ class ExactIndex:
         Results are repeatable for the same inputs; rows tied exactly at the k-th score may be
         cut in any order (among returned rows, ties are listed by row order).
         """
+        live = self._live()
+        if live is None:
+            return self._search_all(queries, k, allowed)
+        everywhere = ~self._deleted  # type: ignore[operator]
+        if allowed is not None:
+            everywhere[live] &= np.asarray(allowed, dtype=bool)
+        scores, rows = self._search_all(queries, min(k, len(live)), everywhere)
+        return scores, np.where(rows >= 0, np.searchsorted(live, rows), -1)
+
+    def _search_all(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        """``search_rows`` over every stored row (deleted ones too, unless ``allowed`` masks them)."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise VectorIndexError(
                 f"query dimension {queries.shape[1]} does not match the {self.where}'s {self.dim}: "
                 "was it built with another model?"
             )
-        n, q = len(self), len(queries)
+        n, q = len(self._ids), len(queries)
         k = max(0, min(k, n))
         if k == 0 or q == 0:
             return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
         import torch  # its top-k is ~2x numpy's argpartition here, and needs no negated copy
 
-        rows = chunk_rows(q, self.dim, copies_rows=self.vectors.dtype != np.float32)
+        rows = chunk_rows(q, self.dim, copies_rows=self._dtype != np.float32)
         query_t = torch.from_numpy(np.ascontiguousarray(queries))
         found_scores, found_rows = [], []
-        for start in range(0, n, rows):
-            block = _as_tensor(self.vectors[start : start + rows])
-            scores = query_t @ block.T
-            if allowed is not None:
-                scores.masked_fill_(torch.from_numpy(~allowed[start : start + len(block)]), -np.inf)
-            top_scores, top_rows = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            found_scores.append(top_scores.numpy())
-            found_rows.append(top_rows.numpy() + start)
+        offset = 0
+        for part in self._parts:
+            for start in range(0, len(part.vectors), rows):
+                block = _as_tensor(part.vectors[start : start + rows])
+                scores = query_t @ block.T
+                first = offset + start
+                if allowed is not None:
+                    scores.masked_fill_(torch.from_numpy(~allowed[first : first + len(block)]), -np.inf)
+                top_scores, top_rows = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+                found_scores.append(top_scores.numpy())
+                found_rows.append(top_rows.numpy() + first)
+            offset += len(part.vectors)
         cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
         # best first; among equal scores, lower rows first (the same answer however the rows were chunked)
         order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
@@ -154,35 +322,99 @@ class ExactIndex:
         best_rows[~np.isfinite(best_scores)] = -1
         return best_scores, best_rows
 
+    # -- files ---------------------------------------------------------------------------------
+
     def save(self, folder: Path) -> None:
-        """Write ``vectors.npy``, ``ids.json`` and ``fields.parquet`` into ``folder``."""
-        import pyarrow as pa
+        """Write the index into ``folder``: parts already on disk are hard-linked (or copied where
+        links fail), new parts written; ``parts.json`` last."""
         import pyarrow.parquet as pq
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        mapped = getattr(self.vectors, "filename", None)  # a memory map of the target file needs no copy
-        if not (mapped and Path(mapped) == (folder / "vectors.npy").resolve()):
-            np.save(folder / "vectors.npy", np.asarray(self.vectors, dtype=np.float32))
-        (folder / "ids.json").write_text(json.dumps(self.ids))
-        table = (
-            pa.table({name: pa.array(values.tolist()) for name, values in self.fields.items()})
-            if self.fields
-            else pa.table({"_rows": pa.array(np.zeros(len(self), dtype=np.int8))})
-        )
-        pq.write_table(table, folder / "fields.parquet")
+        offset, listed = 0, []
+        for part in self._parts:
+            names = {role: folder / f"{part.name}.{role}{ext}" for role, ext in _PART_FILES.items()}
+            count = len(part.vectors)
+            if part.source is not None:
+                for role, target in names.items():
+                    link_or_copy(part.source[role], target)
+            else:
+                mapped = _whole_npy(part.vectors)
+                if mapped is not None:  # a memory map of a whole file (a build's fused vectors): link it
+                    link_or_copy(mapped, names["vectors"])
+                else:
+                    np.save(names["vectors"], np.asarray(part.vectors))
+                names["ids"].write_text(json.dumps(self._ids[offset : offset + count]))
+                pq.write_table(self._table.slice(offset, count), names["fields"])
+            part.source = names
+            listed.append({"name": part.name, "rows": count})
+            offset += count
+        deleted = folder / "deleted.npy"
+        if self._live() is not None:
+            np.save(deleted, np.flatnonzero(self._deleted).astype(np.int64))
+        else:
+            deleted.unlink(missing_ok=True)
+        (folder / "parts.json").write_text(json.dumps({"dtype": str(self._dtype), "parts": listed}))
 
     @classmethod
     def load(cls, folder: Path, mmap: bool = True) -> ExactIndex:
         """Open a saved index; vectors are memory-mapped unless ``mmap=False``."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         folder = Path(folder)
+        mode = "r" if mmap else None
         try:
-            vectors = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None)
-            ids = json.loads((folder / "ids.json").read_text())
-            table = pq.read_table(folder / "fields.parquet")
-        except (OSError, ValueError) as err:
+            if (folder / "parts.json").is_file():
+                layout = json.loads((folder / "parts.json").read_text())
+                dtype = layout["dtype"]
+                sources = [
+                    {role: folder / f"{p['name']}.{role}{ext}" for role, ext in _PART_FILES.items()}
+                    for p in layout["parts"]
+                ]
+                names = [p["name"] for p in layout["parts"]]
+            else:  # the one-part layout of mixsearch-index/2
+                dtype = "float32"
+                sources = [{"vectors": folder / "vectors.npy", "ids": folder / "ids.json", "fields": folder / "fields.parquet"}]
+                names = ["0"]
+            parts = [_Part(name, np.load(src["vectors"], mmap_mode=mode), src) for name, src in zip(names, sources)]
+            ids = [i for src in sources for i in json.loads(src["ids"].read_text())]
+            tables = [pq.read_table(src["fields"]) for src in sources]
+            deleted = np.load(folder / "deleted.npy") if (folder / "deleted.npy").is_file() else None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            if isinstance(err, FileNotFoundError):
+                raise
             raise VectorIndexError(f"{folder}: unreadable index ({err})") from None
-        fields = {name: np.asarray(table[name].to_pylist()) for name in table.column_names if name != "_rows"}
-        return cls(vectors, ids, fields, where=f"index at {folder}")
+        table = pa.concat_tables(tables, promote_options="permissive")
+        if "_rows" in table.column_names:
+            table = table.drop_columns(["_rows"])
+        index = cls.__new__(cls)
+        index.where, index.dim = f"index at {folder}", int(parts[0].vectors.shape[1])
+        index._dtype = np.dtype(DTYPES[_dtype_of({"dtype": dtype})])
+        index._parts, index._ids = parts, ids
+        total = sum(len(p.vectors) for p in parts)
+        if len(ids) != total or table.num_rows not in (0, total):
+            raise VectorIndexError(f"{folder}: unreadable index ({len(ids)} ids, {table.num_rows} field rows, {total} vectors)")
+        index._table = table if table.num_columns else arrow_table({}, total)
+        index._deleted = None
+        if deleted is not None and len(deleted):
+            index._deleted = np.zeros(total, dtype=bool)
+            index._deleted[deleted] = True
+        index._forget()
+        return index
+
+
+#: The files of one part: role -> name suffix.
+_PART_FILES = {"vectors": ".npy", "ids": ".json", "fields": ".parquet"}
+
+
+def _cast(vectors: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``vectors`` stored as ``dtype``, converted a chunk at a time (a large memory map never
+    needs a float32 copy in RAM)."""
+    if vectors.dtype == dtype:
+        return vectors
+    out = np.empty(vectors.shape, dtype=dtype)
+    step = max(1, (64 << 20) // max(1, 4 * vectors.shape[1]))
+    for start in range(0, len(vectors), step):
+        out[start : start + step] = vectors[start : start + step]
+    return out

@@ -1,7 +1,8 @@
 """Corpus reading: turn files on disk into documents and calibration items.
 
 A corpus is JSON Lines (one document per line: ``id``, optional ``text``, ``image``, ``audio``,
-``video``; media paths relative to the file or absolute) or a folder of files (images and
+``video``; media paths relative to the file or absolute; any other field is the document's
+metadata, kept for filters) or a folder of files (images and
 ``.txt``/``.md``). Nothing here encodes or scores: it only reads, validates and reports.
 
 One bad entry never stops a read: it becomes a ``Problem`` naming the file, line and document,
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
-from ..types import MEDIA, MODALITIES, Document, Problem
+from ..types import MEDIA, MODALITIES, RESERVED_FIELDS, Document, Problem
 from .media import SUFFIXES, media_kind, shown
 
 KNOWN_FIELDS = {"id", "_id", "text", "title", *MEDIA}
@@ -142,7 +143,7 @@ def _read_jsonl(path: Path, report: Report) -> Iterator[Document]:
         except InputError as err:
             report(Problem(where, str(err), _raw_id(record)))
             continue
-        unknown = sorted(set(record) - KNOWN_FIELDS)
+        unknown = sorted(k for k in set(record) - KNOWN_FIELDS if not _storable_name(k))
         if unknown:
             fields = ", ".join(k if k.isprintable() else repr(k) for k in unknown)
             report(Problem(where, f"unknown field(s) {fields} ignored", doc.id, skipped=False))
@@ -238,7 +239,22 @@ def document_from_record(record: dict, base: Path, where: str = "") -> Document:
     text = check_text(text) if text and text.strip() else None
     if text is None and not media:
         raise InputError("empty document (no text, image, audio or video); skipped")
-    return Document(id=doc_id, text=text, where=where, **media)
+    if "modality" in record:  # ours: the index derives it from the parts
+        raise InputError(
+            f"field 'modality' is reserved (mixsearch sets it from the parts; reserved: {', '.join(RESERVED_FIELDS)}); "
+            "rename it; skipped"
+        )
+    metadata = {k: v for k, v in record.items() if k not in KNOWN_FIELDS and _storable_name(k)}
+    return Document(id=doc_id, text=text, where=where, metadata=metadata, **media)
+
+
+def _storable_name(name: str) -> bool:
+    """Whether a field name can be a metadata column: printable, valid Unicode, not empty."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(name.strip()) and name.isprintable()
 
 
 def _media_path(value: str, base: Path, name: str) -> Path:
