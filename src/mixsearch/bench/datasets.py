@@ -195,7 +195,7 @@ def load_captions(path: str | Path, split: str | None = None, seed: int = 0) -> 
             rest = [c.strip() for i, c in enumerate(captions) if i != pick]
             queries.append(Query(f"q-{doc_id}", text=captions[pick].strip()))
             path = Path(value) if Path(value).is_absolute() else file.parent / value
-            corpus.append(Document(id=doc_id, text=" ".join(rest), where=f"{file}:{number}", **{kind: path}))
+            corpus.append(Document(id=doc_id, text=" ".join(rest), where=f"{file}:{number}", **{kind: path}))  # type: ignore[arg-type]
             qrels[f"q-{doc_id}"] = {doc_id: 1}
     name = file.parent.name + ("" if file.stem == "dev" else f"-{file.stem}")
     return Benchmark(

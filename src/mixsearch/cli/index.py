@@ -36,6 +36,11 @@ def index(
     index_option: list[str] = typer.Option(
         [], "--index-option", help="A setting of the index kind, NAME=VALUE (repeatable), e.g. M=32."
     ),
+    dtype: Optional[str] = typer.Option(
+        None,
+        "--dtype",
+        help="How vectors are stored: float32 (default) or float16 (half the memory; index option dtype).",
+    ),
     device: Device = None,
     batch_size: BatchSize = None,
     cache_dir: CacheDir = None,
@@ -58,6 +63,8 @@ def index(
     set_threads(threads)
     encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames)
     options = parse_index_options(index_option)
+    if dtype is not None:
+        options["dtype"] = dtype
     _, report = build_index(
         corpus,
         out,

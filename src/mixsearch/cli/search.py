@@ -29,6 +29,11 @@ def search(
     video: Optional[Path] = typer.Option(None, "--video", help="Query video (models with an image or video tower)."),
     k: int = typer.Option(10, "-k", help="Number of results."),
     modality: Optional[str] = typer.Option(None, help="Only return text, image, audio, video or multimodal documents."),
+    where: Optional[str] = typer.Option(
+        None,
+        "--where",
+        help="Only documents whose metadata pass this SQL condition, e.g. \"year >= 2020 AND source = 'wiki'\".",
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines output for machines."),
     calibration: str = typer.Option(
         "calibrated", help="'calibrated': the index as stored; 'plain': plain CLIP from the same stored embeddings."
@@ -71,12 +76,14 @@ def search(
     if url:
         if audio is not None or video is not None:
             raise UsageError("a server answers text and image queries; search audio or video here, without --url")
+        if where is not None:
+            raise UsageError("--where filters a local index; search without --url")
         records = _ask_server(url, token, index_dir, text, image, k, modality, calibration)
     else:
         from ..encoders.base import set_threads
 
         set_threads(threads)
-        found = _search_here(index_dir, text, image, audio, video, k, modality, calibration, device, runtime)
+        found = _search_here(index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where)
         records = [hit.to_dict() for hit in found]
     if as_json:
         for record in records:
@@ -89,14 +96,16 @@ def search(
         typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
 
 
-def _search_here(index_dir, text, image, audio, video, k, modality, calibration, device, runtime) -> list[Hit]:
+def _search_here(
+    index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where=None
+) -> list[Hit]:
     """Load the index and its model in this process (seconds: torch and the model load)."""
     from .. import open_index
 
     index = open_index(index_dir, device=device, runtime=runtime)
     if calibration == "plain":
         index = index.with_calibration("none")
-    return index.search(text, image, audio=audio, video=video, k=k, modality=modality)
+    return index.search(text, image, audio=audio, video=video, k=k, modality=modality, where=where)
 
 
 def _ask_server(url, token, index_dir, text, image, k, modality, calibration) -> list[dict]:

@@ -21,7 +21,7 @@ from ..calibration import Calibrator, load_calibration, save_calibration
 from ..encoders import Encoder, load_encoder
 from ..errors import CalibrationError, MixsearchError, UsageError, VectorIndexError
 from ..index import Filter, VectorIndex, build_index_of_kind
-from ..types import MEDIA, Hit
+from ..types import MEDIA, Document, Hit
 from . import store
 from .fuse import CalibrationSpec, fuse_documents, presence, resolve_calibration
 
@@ -312,7 +312,8 @@ class MixIndex:
     def _hit(self, rank: int, doc_id: str, score: float) -> Hit:
         row, d = self._rows[doc_id], self.documents
         metadata = {f: d[f][row] for f in self.metadata_fields if d[f][row] is not None}
-        return Hit(rank, doc_id, score, d["modality"][row], d["text"][row], *(d[m][row] for m in MEDIA), metadata)
+        image, audio, video = (d[m][row] for m in MEDIA)
+        return Hit(rank, doc_id, score, d["modality"][row], d["text"][row], image, audio, video, metadata)
 
     def fields(self) -> dict[str, str]:
         """The fields a ``where`` condition may name, with their SQL types (``modality`` and
@@ -406,11 +407,37 @@ class MixIndex:
         log.info("%s: calibration %s, alpha %s written", self.folder, self.calibrator.method, self.alpha)
         return self
 
+    # -- changes ----------------------------------------------------------------------------
+
+    def add(
+        self,
+        corpus: str | Path | Sequence[Document],
+        *,
+        cache_dir: str | Path | None = None,
+        progress: bool | None = None,
+    ):
+        """Add documents (a JSON Lines file, a folder, or ``Document`` objects): new ids are added,
+        existing ids replaced. They are encoded with the index's own model and fused with its
+        existing calibration and alpha, which stay as they were (refit with ``recalibrate``).
+        One atomic change to the folder, writing only the new documents; returns an
+        ``UpdateReport``."""
+        from .update import add_documents
+
+        return add_documents(self, corpus, cache_dir=cache_dir, progress=progress)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete documents by id (one atomic change to the folder); returns how many were there."""
+        from .update import delete_documents
+
+        return delete_documents(self, ids)
+
     def recalibrate(self, calibration: CalibrationSpec, alpha: float | None = None) -> MixIndex:
         """Apply another calibration and/or alpha to this index and its folder, without
         re-encoding (``with_calibration`` then ``persist``). Returns this index, updated."""
         view = self.with_calibration(calibration, alpha).persist()
-        self._setup(view.folder, view.manifest, view.data, view.calibrator, view.index, self._encoder, self.device, view=False)
+        self._setup(
+            view.folder, view.manifest, view.data, view.calibrator, view.index, self._encoder, self.device, view=False
+        )
         return self
 
 

@@ -30,7 +30,8 @@ intact and some orphan files, which the next writer removes. Writers take an exc
 two of them cannot interleave.
 
 Format ``mixsearch-index/2`` had one ``documents-<g>.parquet`` and ``raw-<g>/<modality>.npy``
-(one segment, no metadata, nothing deleted). Format ``mixsearch-index/1`` (mixsearch 0.1) kept ``documents.parquet``, ``raw/``,
+(one segment, no metadata, nothing deleted). Format ``mixsearch-index/1`` (mixsearch 0.1) kept
+``documents.parquet``, ``raw/``,
 ``calibration.safetensors``, ``vectors.npy`` and ``ids.json`` at the top of the folder; it is
 still read. Both are still read, and the next change upgrades them (format 2's files by hard link).
 """
@@ -48,6 +49,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -348,7 +350,10 @@ def document_table(docs: Sequence[Document]):
         "id": pa.array([d.id for d in docs], type=pa.string()),
         "modality": pa.array([d.modality for d in docs], type=pa.string()),
         "text": pa.array([d.text for d in docs], type=pa.string()),
-        **{m: pa.array([None if getattr(d, m) is None else str(getattr(d, m)) for d in docs], type=pa.string()) for m in MEDIA},
+        **{
+            m: pa.array([None if getattr(d, m) is None else str(getattr(d, m)) for d in docs], type=pa.string())
+            for m in MEDIA
+        },
     }
     names: dict[str, None] = {}
     for d in docs:
@@ -490,7 +495,7 @@ class Data:
 
     segments: list[dict]
     deleted: np.ndarray | None
-    table: object
+    table: Any  # a pyarrow Table (pyarrow is imported only when an index is read)
     documents: dict[str, list]
     raw: dict[str, np.ndarray]
 

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -351,7 +351,7 @@ class ExactIndex:
             offset += count
         deleted = folder / "deleted.npy"
         if self._live() is not None:
-            np.save(deleted, np.flatnonzero(self._deleted).astype(np.int64))
+            np.save(deleted, np.flatnonzero(np.asarray(self._deleted)).astype(np.int64))
         else:
             deleted.unlink(missing_ok=True)
         (folder / "parts.json").write_text(json.dumps({"dtype": str(self._dtype), "parts": listed}))
@@ -363,7 +363,7 @@ class ExactIndex:
         import pyarrow.parquet as pq
 
         folder = Path(folder)
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         try:
             if (folder / "parts.json").is_file():
                 layout = json.loads((folder / "parts.json").read_text())
@@ -375,7 +375,9 @@ class ExactIndex:
                 names = [p["name"] for p in layout["parts"]]
             else:  # the one-part layout of mixsearch-index/2
                 dtype = "float32"
-                sources = [{"vectors": folder / "vectors.npy", "ids": folder / "ids.json", "fields": folder / "fields.parquet"}]
+                sources = [
+                    {"vectors": folder / "vectors.npy", "ids": folder / "ids.json", "fields": folder / "fields.parquet"}
+                ]
                 names = ["0"]
             parts = [_Part(name, np.load(src["vectors"], mmap_mode=mode), src) for name, src in zip(names, sources)]
             ids = [i for src in sources for i in json.loads(src["ids"].read_text())]
@@ -394,7 +396,9 @@ class ExactIndex:
         index._parts, index._ids = parts, ids
         total = sum(len(p.vectors) for p in parts)
         if len(ids) != total or table.num_rows not in (0, total):
-            raise VectorIndexError(f"{folder}: unreadable index ({len(ids)} ids, {table.num_rows} field rows, {total} vectors)")
+            raise VectorIndexError(
+                f"{folder}: unreadable index ({len(ids)} ids, {table.num_rows} field rows, {total} vectors)"
+            )
         index._table = table if table.num_columns else arrow_table({}, total)
         index._deleted = None
         if deleted is not None and len(deleted):

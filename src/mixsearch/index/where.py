@@ -44,7 +44,12 @@ def arrow_table(fields: Mapping[str, object], n: int):
         return fields.arrow
     if not fields:
         return pa.table({"_rows": pa.nulls(n, pa.int8())})
-    return pa.table({name: values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(values).tolist()) for name, values in fields.items()})
+    return pa.table(
+        {
+            name: values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(values).tolist())
+            for name, values in fields.items()
+        }
+    )
 
 
 def describe(schema) -> str:
@@ -100,7 +105,11 @@ def check_where(where: object, schema) -> str:
     except sqlglot.errors.SqlglotError as err:
         raise UsageError(f"where {where!r} is not a valid SQL condition ({_first_line(err)}); {known}") from None
     select = statements[0] if len(statements) == 1 else None
-    if not isinstance(select, exp.Select) or set(k for k, v in select.args.items() if v) != {"expressions", "from_", "where"}:
+    if not isinstance(select, exp.Select) or set(k for k, v in select.args.items() if v) != {
+        "expressions",
+        "from_",
+        "where",
+    }:
         raise UsageError(f"where {where!r} must be one SQL condition (no ';', no ORDER BY, LIMIT ...); {known}")
     condition = select.args["where"].this
     for node in condition.walk():

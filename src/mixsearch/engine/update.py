@@ -1,0 +1,311 @@
+"""Changing an index in place: add documents (new ids added, existing ids replaced) and delete them.
+
+Each change is one new generation committed with one rename under the folder's write lock (see
+``store``): segments already stored are hard-linked, never rewritten, so an add costs about its
+own size. New documents are encoded with the index's own model and fused with its *existing*
+calibration and alpha: an add never refits the calibration (``recalibrate`` does, explicitly).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..embedding import open_cache
+from ..errors import InputError, UsageError, VectorIndexError
+from ..types import DOCUMENT_MODALITIES, Document, Problem
+from . import store
+from .fuse import fuse_documents, require_roles
+
+if TYPE_CHECKING:
+    from .mixindex import MixIndex
+
+log = logging.getLogger(__name__)
+
+#: A change that leaves more than this share of the stored rows deleted compacts the index.
+COMPACT_ABOVE = 0.5
+
+
+@dataclass
+class UpdateReport:
+    """What an add did: documents added and replaced, what was encoded, and every problem."""
+
+    added: int = 0
+    replaced: int = 0
+    encoded: int = 0
+    from_cache: int = 0
+    truncated: int = 0
+    skipped: int = 0
+    compacted: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    skipped_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """A few lines for people: counts, the calibration kept, then each problem (the first 50)."""
+        from .build import BuildReport
+
+        lines = [
+            f"added {self.added} documents ({self.replaced} of them replaced documents with the same id) in "
+            f"{self.seconds:.1f} s ({self.encoded} items encoded, {self.from_cache} from cache)",
+            "the index's calibration and alpha were kept as they were (not refitted); refit with "
+            "'mixsearch recalibrate INDEX --calibration corpus' if the corpus changed much",
+        ]
+        if self.compacted:
+            lines.append("more than half the stored rows were deleted: the index was compacted")
+        shown = BuildReport(skipped=self.skipped, problems=self.problems).problem_lines()
+        return "\n".join(lines + shown + self.notes)
+
+
+def add_documents(
+    index: MixIndex,
+    corpus: str | Path | Sequence[Document],
+    *,
+    cache_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> UpdateReport:
+    """Encode ``corpus`` with the index's model and add it to ``index`` (and its folder)."""
+    from .build import BuildReport, _encode_documents, _read
+
+    started = time.perf_counter()
+    _check_writable(index)
+    encoder = index.encoder  # the index's recorded model; another fingerprint or dim is refused
+    read_report = BuildReport()
+    docs, corpus_name = _read(corpus, read_report, encoder)
+    report = UpdateReport(problems=read_report.problems, skipped=read_report.skipped)
+    if not docs:
+        raise InputError("\n".join([f"{corpus_name}: no documents to add", *read_report.problem_lines(10)]))
+    # everything checkable before encoding: the calibration's means, the metadata's kinds
+    require_roles(index.calibrator, {m for d in docs for m in d.parts}, encoder.dim)
+    store.check_metadata_types(index.data.table.schema, store.document_table(docs).schema, corpus_name)
+    folder = index.folder
+    with store.writing(folder):
+        current = _current(index)
+        generation = store.next_generation(current)
+        files = {role: folder / name for role, name in store.generation_files(generation).items()}
+        written = list(files.values())
+        store.clear(written)
+        try:
+            segments = store.link_data(folder, current, files["documents"], files["raw"])
+            segment = str(generation)
+            (files["raw"] / segment).mkdir()
+            cache = open_cache(encoder, cache_dir)
+            try:
+                encode_report = BuildReport(problems=report.problems)
+                docs, raw = _encode_documents(docs, encoder, cache, files["raw"] / segment, encode_report, progress)
+            finally:
+                cache.close()
+            report.encoded, report.from_cache = encode_report.encoded, encode_report.from_cache
+            report.truncated, report.skipped_ids = encode_report.truncated, encode_report.skipped_ids
+            report.skipped += len(encode_report.skipped_ids)
+            if not docs:
+                raise InputError("\n".join([f"{corpus_name}: no documents to add", *encode_report.problem_lines(10)]))
+            present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
+            vectors = fuse_documents(index.calibrator, index.alpha, raw, present, len(docs), encoder.dim)
+            table = store.document_table(docs)
+            store.write_table(files["documents"] / f"{segment}.parquet", table)
+            segments.append({"name": segment, "rows": len(docs)})
+            ids = [d.id for d in docs]
+            replaced = _stored_rows(index, ids)
+            vector_index = store.open_vector_index(folder, current, index.documents)
+            vector_index.add(vectors, ids, _fields_for(index, table))
+            deleted = _deleted(index.data, replaced, len(docs))
+            report.added, report.replaced = len(docs), len(replaced)
+            manifest = _finish(index, current, generation, files, segments, deleted, vector_index)
+            report.compacted = manifest.get("compacted_at") == generation
+            report.seconds = time.perf_counter() - started
+            manifest["updated"] = {
+                "at": manifest["updated"]["at"],
+                "action": "add",
+                "corpus": corpus_name,
+                "added": report.added,
+                "replaced": report.replaced,
+                "seconds": round(report.seconds, 2),
+            }
+            _commit(index, current, manifest, written, generation)
+        except BaseException:
+            if not store.is_committed(folder, generation):
+                store.clear(written)  # not committed: the current generation is untouched
+            raise
+    log.info("%s: added %d documents (%d replaced)", folder, report.added, report.replaced)
+    return report
+
+
+def delete_documents(index: MixIndex, ids: Iterable[str]) -> int:
+    """Delete documents by id from ``index`` (and its folder); returns how many were there."""
+    if isinstance(ids, str):
+        raise UsageError("give the ids to delete as a list, not one string")
+    ids = list(dict.fromkeys(ids))
+    _check_writable(index)
+    folder = index.folder
+    with store.writing(folder):
+        current = _current(index)
+        rows = _stored_rows(index, ids)
+        if not rows:
+            store.tidy(folder, current, None)  # what an earlier writer killed after its commit left
+            return 0
+        generation = store.next_generation(current)
+        files = {role: folder / name for role, name in store.generation_files(generation).items()}
+        written = list(files.values())
+        store.clear(written)
+        try:
+            segments = store.link_data(folder, current, files["documents"], files["raw"])
+            vector_index = store.open_vector_index(folder, current, index.documents)
+            vector_index.delete(ids)
+            deleted = _deleted(index.data, rows, 0)
+            manifest = _finish(index, current, generation, files, segments, deleted, vector_index)
+            manifest["updated"] = {"at": manifest["updated"]["at"], "action": "delete", "deleted": len(rows)}
+            _commit(index, current, manifest, written, generation)
+        except BaseException:
+            if not store.is_committed(folder, generation):
+                store.clear(written)
+            raise
+    log.info("%s: deleted %d documents", folder, len(rows))
+    return len(rows)
+
+
+def _fields_for(index: MixIndex, table) -> dict:
+    """The added documents' fields, with a null column for each field of the index they lack."""
+    import pyarrow as pa
+
+    fields = store.field_columns(table)
+    schema = index.data.table.schema
+    for name in index.metadata_fields:
+        if name not in fields:
+            fields[name] = pa.nulls(table.num_rows, schema.field(name).type)
+    return fields
+
+
+def _check_writable(index: MixIndex) -> None:
+    if index.is_view:
+        raise UsageError("this is a view under another calibration; persist it first, or add to the index as opened")
+
+
+def _current(index: MixIndex) -> dict:
+    """The manifest on disk, which must still be the one ``index`` was opened at."""
+    current = store.read_manifest(index.folder)
+    if (current.get("generation"), current.get("created")) != (
+        index.manifest.get("generation"),
+        index.manifest.get("created"),
+    ):
+        raise VectorIndexError(
+            f"{index.folder} was changed by someone else since it was opened; open it again and redo the change"
+        )
+    return current
+
+
+def _stored_rows(index: MixIndex, ids: Sequence[str]) -> list[int]:
+    """Positions over all stored rows (deleted ones too) of the live documents with these ids."""
+    deleted = index.data.deleted
+    live = np.arange(index.data.stored) if deleted is None else np.flatnonzero(~deleted)
+    rows = index._rows  # id -> live row
+    return sorted(int(live[rows[i]]) for i in ids if i in rows)
+
+
+def _deleted(data: store.Data, rows: list[int], added: int) -> np.ndarray:
+    """The deleted mask after a change: the old one, ``rows`` more, and ``added`` new live rows."""
+    deleted = np.zeros(data.stored + added, dtype=bool)
+    if data.deleted is not None:
+        deleted[: data.stored] = data.deleted
+    deleted[rows] = True
+    return deleted
+
+
+def _finish(
+    index: MixIndex,
+    current: dict,
+    generation: int,
+    files: dict[str, Path],
+    segments: list[dict],
+    deleted: np.ndarray,
+    vector_index,
+) -> dict:
+    """Write the deleted rows, the index and the calibration of the new generation (compacting
+    everything when most stored rows are deleted); returns its manifest."""
+    from ..calibration import save_calibration
+    from ..index import build_index_of_kind
+
+    compact = deleted.mean() > COMPACT_ABOVE if len(deleted) else False
+    (files["documents"] / "deleted.npy").unlink(missing_ok=True)
+    if compact:
+        segments = _compact(files, segments, deleted)
+        live_ids = [
+            str(i)
+            for i in store.read_documents(files["documents"] / f"{segments[0]['name']}.parquet")["id"].to_pylist()
+        ]
+        vectors = np.asarray(vector_index.vectors) if hasattr(vector_index, "vectors") else None
+        if vectors is not None and list(vector_index.ids) == live_ids:
+            table = store.read_documents(files["documents"] / f"{segments[0]['name']}.parquet")
+            vector_index = build_index_of_kind(
+                current["index"]["kind"], vectors, live_ids, store.field_columns(table), options=vector_index.options
+            )
+    elif deleted.any():
+        np.save(files["documents"] / "deleted.npy", np.flatnonzero(deleted).astype(np.int64))
+    vector_index.save(files["index"])
+    save_calibration(index.calibrator, files["calibration"])
+    live_ids = list(vector_index.ids)
+    modality = np.asarray(vector_index.fields["modality"]) if hasattr(vector_index, "fields") else None
+    manifest = store.record_files(current, generation)
+    manifest["segments"] = segments
+    manifest["integrity"] = {"ids_sha256": store.ids_checksum(live_ids)}
+    counts = {m: int((modality == m).sum()) for m in DOCUMENT_MODALITIES} if modality is not None else {}
+    manifest["documents"] = {"total": len(live_ids), **counts}
+    manifest["updated"] = {"at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+    if compact:
+        manifest["compacted_at"] = generation
+    return manifest
+
+
+def _compact(files: dict[str, Path], segments: list[dict], deleted: np.ndarray) -> list[dict]:
+    """Replace the linked segments by one segment of the live rows (documents and raw embeddings)."""
+    import pyarrow as pa
+
+    from .store import SegmentRows, clear
+
+    docs_dir, raw_dir = files["documents"], files["raw"]
+    tables = [store.read_documents(docs_dir / f"{s['name']}.parquet") for s in segments]
+    raws = [store.read_raw(raw_dir / s["name"]) for s in segments]
+    live = np.flatnonzero(~deleted)
+    table = pa.concat_tables(tables, promote_options="permissive").take(live)
+    name = f"{segments[-1]['name']}c"
+    (raw_dir / name).mkdir()
+    for m in dict.fromkeys(m for r in raws for m in r):
+        parts = [r.get(m) for r in raws]
+        dim = next(p.shape[1] for p in parts if p is not None)
+        rows = SegmentRows(parts, [s["rows"] for s in segments], live, dim)
+        out = np.lib.format.open_memmap(raw_dir / name / f"{m}.npy", "w+", np.float32, rows.shape)
+        for start in range(0, len(rows), 65536):
+            out[start : start + 65536] = rows[start : start + 65536]
+        out.flush()
+        del out
+    del raws
+    store.write_table(docs_dir / f"{name}.parquet", table)
+    clear([docs_dir / f"{s['name']}.parquet" for s in segments] + [raw_dir / s["name"] for s in segments])
+    return [{"name": name, "rows": table.num_rows}]
+
+
+def _commit(index: MixIndex, current: dict, manifest: dict, written: list[Path], generation: int) -> None:
+    """Publish the new generation, tidy the old one, and show the new state through ``index``."""
+    from .mixindex import MixIndex
+
+    store.publish(index.folder, manifest, written)
+    store.tidy(index.folder, manifest, current)
+    fresh = MixIndex(index.folder, encoder=index._encoder, device=index.device, runtime=index.runtime)
+    index._setup(
+        fresh.folder,
+        fresh.manifest,
+        fresh.data,
+        fresh.calibrator,
+        fresh.index,
+        index._encoder,
+        index.device,
+        view=False,
+    )
