@@ -178,7 +178,8 @@ def built(tiny_clip, two_corpora, tmp_path):
 def test_reordered_document_rows_are_refused(built):
     import pyarrow.parquet as pq
 
-    path = store.files_of(built, store.read_manifest(built))["documents"]
+    manifest = store.read_manifest(built)
+    path = store.files_of(built, manifest)["documents"] / f"{manifest['segments'][0]['name']}.parquet"
     table = pq.read_table(path)
     pq.write_table(table.take(list(reversed(range(table.num_rows)))), path)
     with pytest.raises(ms.VectorIndexError, match="damaged index: the document table's ids are not the ones"):
