@@ -95,7 +95,11 @@ def machine() -> str:
     mem = Path("/proc/meminfo").read_text().split()[1]
     import torch
 
-    return f"{model}, {len(__import__('os').sched_getaffinity(0))} cores, {int(mem) / 2**20:.1f} GiB, no GPU, torch {torch.__version__} CPU, {platform.python_version()}"
+    cores = len(__import__("os").sched_getaffinity(0))
+    return (
+        f"{model}, {cores} cores, {int(mem) / 2**20:.1f} GiB, no GPU, torch {torch.__version__} CPU, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def main() -> None:
@@ -114,19 +118,21 @@ def main() -> None:
         build_s, (index, _) = timed(
             lambda: ms.build_index(base, work / "idx", encoder, calibration=None, progress=False)
         )
-        open_s, index = timed(lambda: ms.open_index(work / "idx", encoder=encoder))
-        add_s, report = timed(lambda: index.add(extra, progress=False))
+        open_s, opened = timed(lambda: ms.open_index(work / "idx", encoder=encoder))
+        add_s, report = timed(lambda: opened.add(extra, progress=False))
+        index = opened
         assert report.added == m and len(index) == n + m
         doomed = [f"d{i}" for i in range(0, n, max(1, n // m))][:m]
-        delete_s, removed = timed(lambda: index.delete(doomed))
+        delete_s, removed = timed(lambda: opened.delete(doomed))
         assert removed == len(doomed) and len(index) == n + m - removed
         hits = index.search_vectors(vectors_of(["d5"]), k=10, where="year = 2005")
         assert len(hits[0]) == 10 and all(h.metadata["year"] == 2005 for h in hits[0])
         disk = sum(p.stat().st_size for p in (work / "idx").rglob("*") if p.is_file())
         rng = np.random.default_rng(1)
         vectors = np.asarray(index.index.vectors)
-        queries = vectors[rng.choice(len(vectors), 100, replace=False)] + rng.standard_normal((100, DIM)).astype(np.float32) * 0.05
-        del index
+        noise = rng.standard_normal((100, DIM)).astype(np.float32) * 0.05
+        queries = vectors[rng.choice(len(vectors), 100, replace=False)] + noise
+        del index, opened
         speed = search_speed(vectors, queries.astype(np.float32))
     finally:
         shutil.rmtree(work, ignore_errors=True)
