@@ -132,7 +132,7 @@ def main() -> None:
         vectors = np.asarray(index.index.vectors)
         noise = rng.standard_normal((100, DIM)).astype(np.float32) * 0.05
         queries = vectors[rng.choice(len(vectors), 100, replace=False)] + noise
-        del index, opened
+        del index
         speed = search_speed(vectors, queries.astype(np.float32))
     finally:
         shutil.rmtree(work, ignore_errors=True)
