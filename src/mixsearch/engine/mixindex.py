@@ -128,11 +128,18 @@ class MixIndex:
         self.device = device
         self.is_view = view
         self._raw = data.raw
-        self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
+        self._row_of: dict[str, int] | None = None  # id -> row, built on first need (O(n))
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
         if encoder is not None:
             self._check_encoder(encoder)
+
+    @property
+    def _rows(self) -> dict[str, int]:
+        """Each document id's row (built once, on the first hit or change that needs it)."""
+        if self._row_of is None:
+            self._row_of = {doc_id: row for row, doc_id in enumerate(self.ids)}
+        return self._row_of
 
     # -- what it is -------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from . import store
 from .fuse import fuse_documents, require_roles
 
 if TYPE_CHECKING:
+    from ..index import VectorIndex
     from .mixindex import MixIndex
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def add_documents(
             vector_index.add(vectors, ids, _fields_for(index, table))
             deleted = _deleted(index.data, replaced, len(docs))
             report.added, report.replaced = len(docs), len(replaced)
-            manifest = _finish(index, current, generation, files, segments, deleted, vector_index)
+            manifest, vector_index = _finish(index, current, generation, files, segments, deleted, vector_index)
             report.compacted = manifest.get("compacted_at") == generation
             report.seconds = time.perf_counter() - started
             manifest["updated"] = {
@@ -130,7 +131,7 @@ def add_documents(
                 "replaced": report.replaced,
                 "seconds": round(report.seconds, 2),
             }
-            _commit(index, current, manifest, written, generation)
+            _commit(index, current, manifest, written, generation, vector_index)
         except BaseException:
             if not store.is_committed(folder, generation):
                 store.clear(written)  # not committed: the current generation is untouched
@@ -161,9 +162,9 @@ def delete_documents(index: MixIndex, ids: Iterable[str]) -> int:
             vector_index = store.open_vector_index(folder, current, index.documents)
             vector_index.delete(ids)
             deleted = _deleted(index.data, rows, 0)
-            manifest = _finish(index, current, generation, files, segments, deleted, vector_index)
+            manifest, vector_index = _finish(index, current, generation, files, segments, deleted, vector_index)
             manifest["updated"] = {"at": manifest["updated"]["at"], "action": "delete", "deleted": len(rows)}
-            _commit(index, current, manifest, written, generation)
+            _commit(index, current, manifest, written, generation, vector_index)
         except BaseException:
             if not store.is_committed(folder, generation):
                 store.clear(written)
@@ -227,9 +228,9 @@ def _finish(
     segments: list[dict],
     deleted: np.ndarray,
     vector_index,
-) -> dict:
+) -> tuple[dict, VectorIndex]:
     """Write the deleted rows, the index and the calibration of the new generation (compacting
-    everything when most stored rows are deleted); returns its manifest."""
+    everything when most stored rows are deleted); returns its manifest and vector index."""
     from ..calibration import save_calibration
     from ..index import build_index_of_kind
 
@@ -261,7 +262,7 @@ def _finish(
     manifest["updated"] = {"at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
     if compact:
         manifest["compacted_at"] = generation
-    return manifest
+    return manifest, vector_index
 
 
 def _compact(files: dict[str, Path], segments: list[dict], deleted: np.ndarray) -> list[dict]:
@@ -292,20 +293,13 @@ def _compact(files: dict[str, Path], segments: list[dict], deleted: np.ndarray) 
     return [{"name": name, "rows": table.num_rows}]
 
 
-def _commit(index: MixIndex, current: dict, manifest: dict, written: list[Path], generation: int) -> None:
-    """Publish the new generation, tidy the old one, and show the new state through ``index``."""
-    from .mixindex import MixIndex
-
+def _commit(
+    index: MixIndex, current: dict, manifest: dict, written: list[Path], generation: int, vector_index: VectorIndex
+) -> None:
+    """Publish the new generation, tidy the old one, and show the new state through ``index``
+    (the vector index just written is kept in memory; only the document data is read back, as a
+    full reopen costs several times the change itself on a large index)."""
     store.publish(index.folder, manifest, written)
     store.tidy(index.folder, manifest, current)
-    fresh = MixIndex(index.folder, encoder=index._encoder, device=index.device, runtime=index.runtime)
-    index._setup(
-        fresh.folder,
-        fresh.manifest,
-        fresh.data,
-        fresh.calibrator,
-        fresh.index,
-        index._encoder,
-        index.device,
-        view=False,
-    )
+    data = store.read_data(index.folder, manifest)
+    index._setup(index.folder, manifest, data, index.calibrator, vector_index, index._encoder, index.device, view=False)
