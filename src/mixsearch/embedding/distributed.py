@@ -13,7 +13,9 @@ tries it again here and reports it as a ``Problem`` exactly as a run without Ray
 image skips its document; the build goes on). The cache remembers such items, so a rebuild leaves
 them to the local pass instead of starting a cluster job for them again.
 
-Ray is optional (``pip install 'mixsearch[ray]'``) and imported only when used.
+The driver hashes each item twice (here, to find what is missing, and again in the local pass),
+reading media files twice: cheap beside encoding, and it keeps ``embed`` unchanged. Ray is optional
+(``pip install 'mixsearch[ray]'``) and imported only when used.
 """
 
 from __future__ import annotations
@@ -152,10 +154,7 @@ def fill_cache_on_ray(
         run.workers = workers
         totals = {m: sum(1 for r in rows if r["modality"] == m) for m in items}
         log.info("encoding %d items on Ray with %d workers (%s each)", len(rows), workers, per_actor)
-        context = data.DataContext.get_current()
-        context.enable_progress_bars = False  # the driver shows one bar of its own
-        context.print_on_execution_start = False
-        # at least a block per worker (a small job still uses them all), at most a batch's worth
+        # at least a block per worker (a small job still uses them all), else about one per batch
         batches = math.ceil(len(rows) / encoder.batch_size)
         blocks = min(len(rows), max(workers, min(batches, workers * BLOCKS_PER_WORKER)))
         dataset = data.from_items(rows, override_num_blocks=blocks).map_batches(
@@ -173,10 +172,16 @@ def fill_cache_on_ray(
             **per_actor,
         )
         del rows
-        with progress_bar(sum(totals.values()), "encoding on Ray", progress) as bar:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                _take(batch, cache, counts, run)
-                bar.update(len(batch["key"]))
+        context = data.DataContext.get_current()
+        shown = context.enable_progress_bars, context.print_on_execution_start
+        context.enable_progress_bars = context.print_on_execution_start = False  # the driver shows its own bar
+        try:
+            with progress_bar(sum(totals.values()), "encoding on Ray", progress) as bar:
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    _take(batch, cache, counts, run)
+                    bar.update(len(batch["key"]))
+        finally:
+            context.enable_progress_bars, context.print_on_execution_start = shown
     finally:
         if started_here:
             ray.shutdown()
