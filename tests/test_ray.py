@@ -176,3 +176,60 @@ def test_without_ray_installed_the_error_names_the_extra(tiny_clip, corpus, tmp_
     with pytest.raises(MissingDependencyError, match=r"mixsearch\[ray\]"):
         build_index(corpus, tmp_path / "idx", load_encoder(tiny_clip), ray="local")
     assert not (tmp_path / "idx").exists()
+
+
+# -- the pieces, in this process (no Ray needed) ------------------------------------------------
+
+
+def test_worker_encodes_a_batch_and_reports_bad_items(tiny_clip, tmp_path):
+    from conftest import write_image
+
+    from mixsearch.embedding import content_key
+    from mixsearch.embedding.distributed import _EncodeBatches
+
+    encoder = load_encoder(tiny_clip)
+    good, changed = write_image(tmp_path / "good.png", 1), write_image(tmp_path / "changed.png", 2)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    keys = [content_key("image", good), content_key("image", changed)]
+    write_image(changed, 3)  # the bytes a worker reads are not those the driver hashed
+    worker = _EncodeBatches(str(tiny_clip), {}, encoder.fingerprint, encoder.dim, {"image": 3, "text": 1})
+    batch = {
+        "key": np.array([keys[0], keys[1], content_key("text", "a dog"), "corrupt-key"], dtype=object),
+        "modality": np.array(["image", "image", "text", "image"], dtype=object),
+        "item": np.array([str(good), str(changed), "a dog", str(corrupt)], dtype=object),
+    }
+    out = worker(batch)
+    assert list(out["fatal"]) == ["", "", "", ""]
+    assert out["error"][0] == "" and out["error"][2] == ""
+    assert "differs on the Ray worker" in out["error"][1]
+    assert out["error"][3].startswith(f"{corrupt}: unreadable image")  # the image loader's own message
+    assert cosines(out["vector"][[0]], encoder.encode([str(good)], "image")).min() >= 0.9999
+    assert cosines(out["vector"][[2]], encoder.encode(["a dog"])).min() >= 0.9999
+    assert np.all(out["vector"][[1, 3]] == 0)
+
+
+def test_worker_with_another_fingerprint_marks_every_batch_fatal(tiny_clip, tiny_clip_other):
+    from mixsearch.embedding.distributed import _EncodeBatches
+
+    expected = load_encoder(tiny_clip).fingerprint
+    worker = _EncodeBatches(str(tiny_clip_other), {}, expected, 16, {})
+    out = worker({"key": np.array(["k"]), "modality": np.array(["text"]), "item": np.array(["a dog"])})
+    assert "fingerprint" in out["fatal"][0] and expected in out["fatal"][0]
+
+
+class _FakeRay:
+    def __init__(self, resources):
+        self.resources = resources
+
+    def cluster_resources(self):
+        return self.resources
+
+
+def test_pool_size_follows_the_cluster():
+    from mixsearch.embedding.distributed import _pool
+
+    assert _pool(_FakeRay({"CPU": 2.0}), None) == (2, {"num_cpus": 1.0})
+    assert _pool(_FakeRay({"CPU": 2.0}), 4) == (4, {"num_cpus": 0.5})  # more workers than CPUs: a share each
+    assert _pool(_FakeRay({"CPU": 32.0, "GPU": 4.0}), None) == (4, {"num_gpus": 1})
+    assert _pool(_FakeRay({"CPU": 32.0, "GPU": 4.0}), 2) == (2, {"num_gpus": 1})
