@@ -195,7 +195,7 @@ def test_worker_encodes_a_batch_and_reports_bad_items(tiny_clip, tmp_path):
     write_image(changed, 3)  # the bytes a worker reads are not those the driver hashed
     worker = _EncodeBatches(str(tiny_clip), {}, encoder.fingerprint, encoder.dim, {"image": 3, "text": 1})
     batch = {
-        "key": np.array([keys[0], keys[1], content_key("text", "a dog"), "corrupt-key"], dtype=object),
+        "key": np.array([keys[0], keys[1], content_key("text", "a dog"), content_key("image", corrupt)], dtype=object),
         "modality": np.array(["image", "image", "text", "image"], dtype=object),
         "item": np.array([str(good), str(changed), "a dog", str(corrupt)], dtype=object),
     }
