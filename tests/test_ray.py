@@ -233,3 +233,13 @@ def test_pool_size_follows_the_cluster():
     assert _pool(_FakeRay({"CPU": 2.0}), 4) == (4, {"num_cpus": 0.5})  # more workers than CPUs: a share each
     assert _pool(_FakeRay({"CPU": 32.0, "GPU": 4.0}), None) == (4, {"num_gpus": 1})
     assert _pool(_FakeRay({"CPU": 32.0, "GPU": 4.0}), 2) == (2, {"num_gpus": 1})
+
+
+def test_cli_ray_errors_before_the_model_loads(corpus, tmp_path, monkeypatch):
+    args = ["index", str(corpus), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "idx")]
+    result = CliRunner().invoke(app, [*args, "--ray-workers", "0"])
+    assert result.exit_code == 2 and "Ray workers must be a positive whole number" in result.output
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    result = CliRunner().invoke(app, [*args, "--ray"])
+    assert result.exit_code == 1 and "pip install 'mixsearch[ray]'" in result.output
