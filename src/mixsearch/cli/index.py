@@ -47,6 +47,15 @@ def index(
     threads: Threads = None,
     runtime: Runtime = "auto",
     video_frames: VideoFrames = None,
+    ray: bool = typer.Option(
+        False, "--ray", help="Encode on a Ray cluster: the one Ray finds (RAY_ADDRESS), else a local Ray."
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="Ray cluster to encode on (implies --ray): auto, local, ray://HOST:10001 ..."
+    ),
+    ray_workers: Optional[int] = typer.Option(
+        None, "--ray-workers", help="Encoder actors on Ray (implies --ray; default: one per GPU, else per CPU)."
+    ),
 ) -> None:
     """Encode, calibrate and index a corpus. Rerun after an interruption: it resumes."""
     from .. import Calibrator, build_index, load_encoder
@@ -60,6 +69,13 @@ def index(
         if shipped is None:
             raise InputError(f"model {model!r} ships no calibration file; fit one with 'mixsearch calibrate'")
         calibration = str(shipped)
+    on_ray = None
+    if ray or ray_address is not None or ray_workers is not None:
+        from ..embedding.distributed import RayOptions
+        from ..errors import require
+
+        on_ray = RayOptions(address=ray_address, workers=ray_workers)
+        require("ray.data", "ray", "--ray (encoding on a Ray cluster)")  # before the model loads
     set_threads(threads)
     encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames)
     options = parse_index_options(index_option)
@@ -74,6 +90,7 @@ def index(
         kind=index_kind,
         index_options=options,
         cache_dir=cache_dir,
+        ray=on_ray,
     )
     say(report.summary())
     say(f'index written to {out}; search it with: mixsearch search {out} "your query"')

@@ -61,6 +61,9 @@ class EmbeddingCache:
             "CREATE TABLE IF NOT EXISTS embedding "
             "(key TEXT PRIMARY KEY, vector BLOB NOT NULL, truncated INTEGER NOT NULL)"
         )
+        # items a Ray worker could not encode (embedding.distributed): later runs leave them to the
+        # local pass, which reports them, instead of starting a cluster job for them again
+        self._db.execute("CREATE TABLE IF NOT EXISTS failed_remotely (key TEXT PRIMARY KEY, message TEXT NOT NULL)")
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[np.ndarray, bool]]:
         """The cached ``(vector, truncated)`` of every key that has one."""
@@ -84,6 +87,22 @@ class EmbeddingCache:
         ]
         with self._db:  # one transaction per batch: a crash loses at most this batch
             self._db.executemany("INSERT OR REPLACE INTO embedding VALUES (?, ?, ?)", rows)
+
+    def mark_failed_remotely(self, keys: list[str], messages: list[str]) -> None:
+        """Remember that a remote worker could not encode these items (and why)."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO failed_remotely VALUES (?, ?)", zip(keys, messages))
+
+    def failed_remotely(self, keys: list[str]) -> set[str]:
+        """The keys among ``keys`` that a remote worker could not encode before."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _BATCH):
+            chunk = unique[start : start + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key FROM failed_remotely WHERE key IN ({marks})", chunk)
+            found.update(key for (key,) in rows)
+        return found
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM embedding").fetchone()[0]

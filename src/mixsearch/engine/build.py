@@ -21,8 +21,9 @@ import numpy as np
 from .. import __version__
 from ..calibration import Calibrator, save_calibration
 from ..embedding import EmbeddingCache, embed, open_cache
+from ..embedding.distributed import RayOptions, fill_cache_on_ray, ray_options
 from ..encoders import Encoder, load_encoder
-from ..errors import InputError
+from ..errors import InputError, require
 from ..index import build_index_of_kind, index_kind
 from ..ingest import check_id, read_corpus
 from ..types import DOCUMENT_MODALITIES, MODALITIES, Document, Problem
@@ -80,6 +81,7 @@ def build_index(
     index_options: Mapping[str, object] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool | None = None,
+    ray: RayOptions | str | bool | None = None,
 ) -> tuple[MixIndex, BuildReport]:
     """Encode, calibrate, fuse and write an index folder; returns it opened, with a report.
 
@@ -88,6 +90,9 @@ def build_index(
     fit document means on this corpus (the query mean then borrows the text mean).
     ``kind``: the vector index kind (see ``mixsearch.index.INDEX_KINDS``); ``index_options``: its
     settings (recorded in the manifest, and used again whenever the index is rebuilt).
+    ``ray``: encode the items missing from the embedding cache on a Ray cluster first (an
+    address such as ``"auto"``, ``"local"`` or ``"ray://host:10001"``, True, or ``RayOptions``;
+    see ``mixsearch.embedding.distributed``); the rest of the build then runs here as usual.
 
     Everything that can be checked is checked before encoding (the folder, alpha, the kind, the
     calibration against the model and the corpus's modalities). The build writes a new generation
@@ -98,6 +103,9 @@ def build_index(
     out = Path(out)
     store.check_out_folder(out, corpus)
     index_kind(kind)  # an unknown kind fails before any work
+    on_ray = ray_options(ray)
+    if on_ray:  # a missing extra fails now, not after the corpus is read
+        require("ray.data", "ray", "encoding on a Ray cluster")
     Calibrator(alpha=alpha)  # so does an impossible alpha
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
     prepared, source = prepare_calibration(calibration, encoder.info(), alpha)
@@ -127,7 +135,9 @@ def build_index(
             cache = open_cache(encoder, cache_dir)
             try:
                 read = len(docs)
+                ray_rows = _encode_on_ray(docs, encoder, cache, on_ray, report, progress) if on_ray else 0
                 docs, raw = _encode_documents(docs, encoder, cache, files["raw"] / segment, report, progress)
+                report.from_cache -= ray_rows  # encoded on Ray in this build, then read back from the cache
             finally:
                 cache.close()
             report.skipped += len(report.skipped_ids)
@@ -238,6 +248,26 @@ def _read(corpus: str | Path | Sequence[Document], report: BuildReport, encoder:
         else:
             kept.append(d)
     return kept, name
+
+
+def _encode_on_ray(
+    docs: list[Document],
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    options: RayOptions,
+    report: BuildReport,
+    progress: bool | None,
+) -> int:
+    """Fill the cache with every document part on Ray; returns how many parts (with repeats) it
+    encoded, which the local pass that follows then finds in the cache."""
+    parts = {
+        m: [getattr(d, m) if m == "text" else str(getattr(d, m)) for d in docs if getattr(d, m) is not None]
+        for m in MODALITIES
+    }
+    run = fill_cache_on_ray(encoder, {m: v for m, v in parts.items() if v}, cache, options=options, progress=progress)
+    report.encoded += run.encoded
+    report.notes.append(run.note())
+    return run.rows
 
 
 def _encode_documents(
