@@ -102,10 +102,14 @@ def test_verdict_thresholds():
     assert code == "calibrate" and text.startswith("strong same-modality bias: calibrate")
     assert decide(gap, probes(0.6, 0.1, ratio=0.5), index_calibrated=False)[1].startswith("strong modality bias")
     assert decide(small, probes(0.12, 0.1), index_calibrated=False)[0] == "no_gap"
-    assert decide(small, probes(0.12, 0.1), index_calibrated=False)[1].startswith(
-        "no measurable gap: calibration changes"
-    )
+    verdict = decide(small, probes(0.12, 0.1), index_calibrated=False)[1]
+    assert verdict.startswith("no measurable gap: calibration changes")
+    assert "not the gap's doing" not in verdict  # calibrated TV 0.1: little skew left
     assert "does not help" in decide(small, probes(0.1, 0.2), index_calibrated=False)[1]
+    medium = {"raw": {"centroids": {"text-image": {"distance": 0.3, "cosine": 0.5}}}}
+    code, text = decide(medium, probes(0.26, 0.22), index_calibrated=False)  # Flickr8k-like: skew stays
+    assert code == "no_gap" and text.startswith("small gap: calibration changes little")
+    assert text.endswith("the skew that stays is not the gap's doing)")
     assert decide(small, probes(0.3, 0.22), index_calibrated=False)[0] == "consider"  # drop 0.08
     assert decide(gap, probes(0.3, 0.29), index_calibrated=False)[0] == "consider"  # a large gap alone
     code, text = decide(gap, probes(0.6, 0.1), index_calibrated=True)
@@ -292,6 +296,8 @@ def test_cli_audit(tiny_clip, corpus, tmp_path, monkeypatch):
     assert "centroid distance text-image" in output and "page: audit.html" in output
     assert (tmp_path / "audit.html").read_text().count("data:image/png;base64,") == 3
     assert numbers["probes"]["n"] == 6 and numbers["probes"]["k"] == 3
+    result = runner.invoke(app, ["audit", "idx", "-k", "2", "--calibration", "corpus", "--html", "b.html"])
+    assert result.exit_code == 0 and (tmp_path / "b.html").is_file()
     result = runner.invoke(app, ["audit", "idx", "-k", "0"])
     assert result.exit_code == 2 and "k must be a positive" in result.output + (result.stderr or "")
     result = runner.invoke(app, ["audit", "nowhere"])

@@ -45,6 +45,8 @@ DROP_SOME = 0.05
 GAP_LARGE = 0.5
 #: Centroid distance below which there is no measurable gap.
 GAP_SMALL = 0.2
+#: A calibrated TV at or above this is called out as a skew that is not the gap's.
+SKEW_LEFT = 0.15
 #: Probe examples kept for the report and the page.
 EXAMPLES = 8
 #: Random pairs drawn per histogram series.
@@ -129,6 +131,7 @@ def thresholds() -> dict[str, float]:
         "drop_some": DROP_SOME,
         "gap_large": GAP_LARGE,
         "gap_small": GAP_SMALL,
+        "skew_left": SKEW_LEFT,
     }
 
 
@@ -401,7 +404,7 @@ def decide(gap: dict, probes: dict, *, index_calibrated: bool) -> tuple[str, str
     the bias), ``calibrated_little`` (calibrated, changing little)."""
     distance = _text_gap(gap["raw"])
     gap_words = f"centroid distance {distance:.2f}" if distance is not None else "no text-media pairs to measure a gap"
-    if not probes.get("n"):
+    if not probes.get("n"):  # no probes: the gap alone decides
         if distance is None:
             return "no_gap", "nothing to compare: the corpus has one modality and no probes were given"
         if distance >= GAP_LARGE:
@@ -428,9 +431,11 @@ def decide(gap: dict, probes: dict, *, index_calibrated: bool) -> tuple[str, str
     if drop >= DROP_SOME or (distance is not None and distance >= GAP_LARGE):
         return "consider", f"some modality bias: calibrating helps a little ({moved}; {gap_words})"
     effect = "calibration changes little" if drop > -DROP_SOME else "calibration does not help (it moves the mix away)"
+    # a skew that calibration leaves in place comes from the model's sense of relevance or the probes
+    rest = "; the skew that stays is not the gap's doing" if tv_cal >= SKEW_LEFT else ""
     if distance is not None and distance >= GAP_SMALL:
-        return "no_gap", f"gap measurable but rankings barely move: {effect} ({moved}; {gap_words})"
-    return "no_gap", f"no measurable gap: {effect} ({moved}; {gap_words})"
+        return "no_gap", f"small gap: {effect} ({moved}; {gap_words}{rest})"
+    return "no_gap", f"no measurable gap: {effect} ({moved}; {gap_words}{rest})"
 
 
 def _text_gap(view: dict) -> float | None:

@@ -66,6 +66,7 @@ table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; }}
+table.facts td {{ text-align: left; }}
 table.examples td {{ text-align: left; vertical-align: top; font-size: .85em; max-width: 22em; }}
 .note {{ color: #555; }} code {{ background: #f3f3f3; padding: 0 .2em; }}
 </style></head>
@@ -86,7 +87,7 @@ def _facts(report: AuditReport) -> str:
     ]
     if report.probes.get("n"):
         rows.append(("probes", f"{report.probes['n']} {report.probes['source']}"))
-    return _table(["", ""], rows, header=False)
+    return _table(["", ""], rows, header=False, css="facts")
 
 
 def _fmt(x: Any) -> str:
