@@ -40,8 +40,8 @@ TV_STRONG = 0.25
 DROP_STRONG = 0.10
 #: Below this drop calibration "changes little"; between the two it "helps".
 DROP_SOME = 0.05
-#: Centroid distance (text vs image, normalised embeddings) from which a gap counts as large; CLIP
-#: ViT-B/32's is about 0.82 ("Mind the Gap", Liang et al. 2022).
+#: Centroid distance (text vs image, normalised embeddings) from which a gap counts as large; "Mind
+#: the Gap" (Liang et al. 2022) reports 0.82 for CLIP ViT-B/32 on MSCOCO.
 GAP_LARGE = 0.5
 #: Centroid distance below which there is no measurable gap.
 GAP_SMALL = 0.2
