@@ -229,6 +229,22 @@ def test_audit_numbers_are_the_stats_of_the_stored_embeddings(indexes):
     assert json.loads(json.dumps(report.to_dict()))["verdict"] == report.verdict
 
 
+def test_drawn_probes_use_the_stored_text_embeddings(tiny_clip, corpus, tmp_path):
+    from mixsearch import open_index
+
+    build_index(corpus, tmp_path / "idx", str(tiny_clip), calibration="none", progress=False)
+    idx = open_index(tmp_path / "idx")
+    report = audit_index(idx, n_probes=4, k=3)
+    assert idx._encoder is None  # drawn probes need no model: their embeddings are in the index
+    rows = [idx.ids.index(ex["own"]) for ex in report.probes["examples"]]
+    encoded = idx.encoder.encode([ex["probe"] for ex in report.probes["examples"]], "text")
+    np.testing.assert_allclose(encoded, idx.raw()["text"][rows], atol=1e-5)  # what encoding them would give
+    again = audit_index(idx, probes=[ex["probe"] for ex in report.probes["examples"]], k=4)
+    for drawn, given in zip(report.probes["examples"], again.probes["examples"]):
+        # the same vectors rank the same documents, less the probe's own one
+        assert [h["id"] for h in drawn["plain"]] == [h["id"] for h in given["plain"] if h["id"] != drawn["own"]][:3]
+
+
 def test_given_probes_from_lists_and_files(indexes, tmp_path):
     idx = indexes["gap"]
     report = audit_index(idx, probes=["dog beach", "red ball snow"], k=4)

@@ -149,8 +149,9 @@ def audit_index(
     """Audit an index (a ``MixIndex`` or its folder) for modality bias, without labels.
 
     ``probes``: query texts (a list, or a file: one per line, or JSON Lines with ``text``); None
-    draws ``n_probes`` document texts from the corpus (seeded), each probe's own document dropped
-    from its hits. More than ``n_probes`` given probes are sampled down to ``n_probes``.
+    draws ``n_probes`` document texts from the corpus (seeded; their stored embeddings are used, so
+    the model is not loaded), each probe's own document dropped from its hits. More than
+    ``n_probes`` given probes are sampled down to ``n_probes``.
     ``sample``: document parts per modality the gap numbers, projection and histograms use (a
     seeded sample; all when fewer). ``calibration``: the calibrated side (a ``Calibrator``, a file,
     ``"corpus"``); None: the index's own, or GR means fitted on this corpus when the index is plain.
@@ -352,8 +353,11 @@ def _probes(
         rows = _sample_rows(with_text, n_probes, rng)
         texts, own = [str(texts_of[r]) for r in rows], [idx.ids[r] for r in rows]
         source = "document texts drawn from the corpus (each probe's own document dropped from its hits)"
-    log.info("audit: encoding %d probe texts", len(texts))
-    vectors = idx.encoder.encode(texts, "text", progress=progress)
+    if given is None:  # the texts' embeddings are stored already: no model to load
+        vectors = np.asarray(idx.raw()["text"][np.asarray(rows)], dtype=np.float32)
+    else:
+        log.info("audit: encoding %d probe texts", len(texts))
+        vectors = idx.encoder.encode(texts, "text", progress=progress)
     extra = 1 if given is None else 0  # room to drop the probe's own document
     hits = {}
     for name, view in (("plain", plain), ("calibrated", calibrated)):
