@@ -16,7 +16,8 @@ def audit(
     probes: Optional[Path] = typer.Option(
         None,
         help="Probe query texts: one per line, or JSON Lines with 'text'. Default: document texts drawn from "
-        "the corpus (each probe's own document is dropped from its hits).",
+        "the corpus (each probe's own document is dropped from its hits; their stored embeddings are used, so "
+        "the model loads only for given probes).",
     ),
     n_probes: int = typer.Option(200, "--n-probes", help="Probes drawn from the corpus (or sampled from --probes)."),
     k: int = typer.Option(10, "-k", help="Top-k whose modality mix is compared with the corpus's."),
