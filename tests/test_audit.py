@@ -245,6 +245,17 @@ def test_drawn_probes_use_the_stored_text_embeddings(tiny_clip, corpus, tmp_path
         assert [h["id"] for h in drawn["plain"]] == [h["id"] for h in given["plain"] if h["id"] != drawn["own"]][:3]
 
 
+def test_one_modality_corpus_without_texts(tiny_clip, corpus, tmp_path):
+    images = [d for d in corpus if d.text is None]
+    idx, _ = build_index(images, tmp_path / "idx", str(tiny_clip), calibration="none", progress=False)
+    report = audit_index(idx)
+    assert report.probes["n"] == 0 and "give probe texts" in " ".join(report.notes)
+    assert report.gap["raw"]["centroids"] == {} and report.gap["raw"]["within"]["image"] is not None
+    assert report.verdict_code == "no_gap" and report.verdict.startswith("nothing to compare")
+    html = report.write_html(tmp_path / "a.html").read_text()
+    assert html.count("data:image/png;base64,") == 2  # no probes: no share bars
+
+
 def test_given_probes_from_lists_and_files(indexes, tmp_path):
     idx = indexes["gap"]
     report = audit_index(idx, probes=["dog beach", "red ball snow"], k=4)
