@@ -1,6 +1,18 @@
 """The ``mixsearch`` command: one module per command, each a thin face over the Python API."""
 
-from . import add, bench, calibrate, delete, demo, index, info, recalibrate, search, serve  # noqa: F401 - registers the commands  # noqa: F401 - registers the commands (issue 11: updates in place)
+from . import (  # noqa: F401 - registers the commands
+    add,
+    audit,
+    bench,
+    calibrate,
+    delete,
+    demo,
+    index,
+    info,
+    recalibrate,
+    search,
+    serve,
+)
 from ._app import DEFAULT_MODEL, app
 
 
