@@ -33,6 +33,8 @@ def build_served_index(root: Path, model: Path) -> Path:
     outside = root / "outside"
     outside.mkdir()
     records = good_records(corpus, rng)
+    for i, record in enumerate(records):  # metadata to filter on with where=
+        record.update(year=2010 + i, source="wiki" if i % 2 else "news")
     records.append({"id": "xss", "text": f"{XSS} dog beach"})
     write_image(outside / "secret.png", 99)
     os.symlink(outside / "secret.png", corpus / "img" / "link.png")

@@ -106,6 +106,21 @@ def test_modality_filter(client, local):
         same_hits(answer["hits"], index.search("red ball", k=20, modality=engine))
 
 
+def test_where_filter_on_metadata(client, local):
+    index, _ = local
+    where = "year >= 2014 AND source = 'wiki'"
+    answer = client.get("/api/search", params={"q": "red ball", "k": 20, "where": where}).json()
+    assert answer["where"] == where and answer["hits"]
+    assert all(h["metadata"]["year"] >= 2014 and h["metadata"]["source"] == "wiki" for h in answer["hits"])
+    same_hits(answer["hits"], index.search("red ball", k=20, where=where))
+    batch = client.post("/api/search/batch", json={"queries": ["red ball"], "k": 20, "where": where}).json()
+    assert batch["results"][0]["hits"] == answer["hits"]
+    bad = client.get("/api/search", params={"q": "red ball", "where": "colour = 'red'"})
+    assert bad.status_code == 422 and "colour" in bad.json()["detail"] and "year" in bad.json()["detail"]
+    sneaky = client.get("/api/search", params={"q": "x", "where": "year IN (SELECT 1 FROM read_csv('/etc/passwd'))"})
+    assert sneaky.status_code == 422
+
+
 def test_image_and_image_text_upload(client, local, index_folder):
     index, plain = local
     data = png_bytes(3)

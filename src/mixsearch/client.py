@@ -47,9 +47,19 @@ class Client:
         calibration: str = "calibrated",
         index: str | None = None,
         like: str | None = None,
+        where: str | None = None,
     ) -> dict:
-        """One query: a text, an image file (uploaded), both, or ``like`` a document id."""
-        fields = {"q": text, "k": k, "modality": modality, "calibration": calibration, "index": index, "like": like}
+        """One query: a text, an image file (uploaded), both, or ``like`` a document id; ``where``
+        is an SQL condition on the documents' metadata."""
+        fields = {
+            "q": text,
+            "k": k,
+            "modality": modality,
+            "calibration": calibration,
+            "index": index,
+            "like": like,
+            "where": where,
+        }
         fields = {key: value for key, value in fields.items() if value is not None}
         if image is None:
             return self._request("GET", "/api/search?" + urllib.parse.urlencode(fields))

@@ -76,9 +76,7 @@ def search(
     if url:
         if audio is not None or video is not None:
             raise UsageError("a server answers text and image queries; search audio or video here, without --url")
-        if where is not None:
-            raise UsageError("--where filters a local index; search without --url")
-        records = _ask_server(url, token, index_dir, text, image, k, modality, calibration)
+        records = _ask_server(url, token, index_dir, text, image, k, modality, calibration, where)
     else:
         from ..encoders.base import set_threads
 
@@ -108,12 +106,12 @@ def _search_here(
     return index.search(text, image, audio=audio, video=video, k=k, modality=modality, where=where)
 
 
-def _ask_server(url, token, index_dir, text, image, k, modality, calibration) -> list[dict]:
+def _ask_server(url, token, index_dir, text, image, k, modality, calibration, where) -> list[dict]:
     """Ask a running server (milliseconds: the model is already warm there)."""
     from ..client import Client
 
     answer = Client(url, token=token).search(
-        text, image, k=k, modality=modality, calibration=calibration, index=Path(index_dir).name
+        text, image, k=k, modality=modality, calibration=calibration, index=Path(index_dir).name, where=where
     )
     return answer["hits"]
 

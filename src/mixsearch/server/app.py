@@ -49,6 +49,11 @@ SAFE_HEADERS = {
 
 INDEX_PARAM = Query(None, description="Which served index (its name in /info); the first one when absent.")
 K_PARAM = Query(10, ge=1, le=MAX_K, description="Number of hits.")
+WHERE_PARAM = Query(
+    None,
+    description="An SQL condition on the documents' metadata fields, e.g. year >= 2020 AND source = 'wiki'.",
+    max_length=2_000,
+)
 MODALITY_PARAM = Query(
     None,
     description="Only documents of this modality: text, image, multimodal (or image+text), audio, video; "
@@ -79,6 +84,7 @@ class BatchRequest(BaseModel):
     modality: Union[str, None] = None
     calibration: str = Field("calibrated", pattern="^(calibrated|plain)$")
     index: Union[str, None] = None
+    where: Union[str, None] = Field(None, max_length=2_000, description="SQL condition on metadata fields.")
 
 
 def create_app(
@@ -181,8 +187,10 @@ def create_app(
         modality: Union[str, None] = MODALITY_PARAM,
         calibration: str = CALIBRATION_PARAM,
         index: Union[str, None] = INDEX_PARAM,
+        where: Union[str, None] = WHERE_PARAM,
     ) -> dict:
-        return _search(request, registry.get(index), queries.Query(text=q, like=like), k, modality, calibration)
+        query = queries.Query(text=q, like=like)
+        return _search(request, registry.get(index), query, k, modality, calibration, where)
 
     @app.post("/api/search", tags=["search"], summary="Search with an uploaded image, alone or with a text")
     def search_post(
@@ -196,10 +204,11 @@ def create_app(
         modality: Union[str, None] = Form(None),
         calibration: str = Form("calibrated", pattern="^(calibrated|plain)$"),
         index: Union[str, None] = Form(None),
+        where: Union[str, None] = Form(None, max_length=2_000),
     ) -> dict:
         served = registry.get(index)
         query = queries.Query(text=q, like=like, **_upload(image, max_pixels))
-        return _search(request, served, query, k, modality, calibration)
+        return _search(request, served, query, k, modality, calibration, where)
 
     @app.post("/api/search/batch", tags=["search"], summary="Many queries at once (texts and/or like=document id)")
     def search_batch(request: Request, body: BatchRequest) -> dict:
@@ -209,12 +218,15 @@ def create_app(
             for q in body.queries
         ]
         modality = queries.parse_modality(body.modality)
-        results, took = queries.run_batch(served, asked, k=body.k, modality=modality, view=body.calibration)
+        results, took = queries.run_batch(
+            served, asked, k=body.k, modality=modality, view=body.calibration, where=body.where
+        )
         root = request.scope.get("root_path", "")
         return {
             **_about(served, body.calibration),
             "k": body.k,
             "modality": modality,
+            "where": body.where,
             "took_ms": round(took, 2),
             "results": [
                 {"query": q.describe(), "hits": [queries.hit_json(h, served, root) for h in hits]}
@@ -320,15 +332,24 @@ class SafeHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _search(request: Request, served: Served, query: queries.Query, k: int, modality: str | None, view: str) -> dict:
+def _search(
+    request: Request,
+    served: Served,
+    query: queries.Query,
+    k: int,
+    modality: str | None,
+    view: str,
+    where: str | None = None,
+) -> dict:
     filter_ = queries.parse_modality(modality)
-    hits, took = queries.run(served, query, k=k, modality=filter_, views=[view])
+    hits, took = queries.run(served, query, k=k, modality=filter_, views=[view], where=where)
     root = request.scope.get("root_path", "")
     return {
         **_about(served, view),
         "query": query.describe(),
         "k": k,
         "modality": filter_,
+        "where": where,
         "took_ms": round(took, 2),
         "hits": [queries.hit_json(h, served, root) for h in hits[view]],
     }

@@ -87,20 +87,23 @@ def embeddings(served: Served, query: Query) -> dict[str, np.ndarray]:
 
 
 def run(
-    served: Served, query: Query, *, k: int, modality: list[str] | None, views: list[str]
+    served: Served, query: Query, *, k: int, modality: list[str] | None, views: list[str], where: str | None = None
 ) -> tuple[dict[str, list[Hit]], float]:
     """Hits of one query under each view, and the milliseconds it took (encoding included)."""
     check_k(k)
     for view in views:
-        served.view(view)  # an unknown view fails before the model runs
+        served.view(view).filter(modality, where)  # an unknown view or bad filter fails before the model runs
     started = time.perf_counter()
     vectors = embeddings(served, query)
-    hits = {view: served.view(view).search_batch(embeddings=vectors, k=k, modality=modality)[0] for view in views}
+    hits = {
+        view: served.view(view).search_batch(embeddings=vectors, k=k, modality=modality, where=where)[0]
+        for view in views
+    }
     return hits, (time.perf_counter() - started) * 1000
 
 
 def run_batch(
-    served: Served, queries: list[Query], *, k: int, modality: list[str] | None, view: str
+    served: Served, queries: list[Query], *, k: int, modality: list[str] | None, view: str, where: str | None = None
 ) -> tuple[list[list[Hit]], float]:
     """Hits of many queries under one view: texts encoded together, each kind of query searched
     as one batch, answers in the order asked."""
@@ -108,6 +111,7 @@ def run_batch(
     if not queries or len(queries) > MAX_BATCH:
         raise UsageError(f"a batch holds 1 to {MAX_BATCH} queries, got {len(queries)}")
     index = served.view(view)
+    index.filter(modality, where)  # a bad filter fails before the model runs
     started = time.perf_counter()
     out: list[list[Hit]] = [[] for _ in queries]
     plain_texts = [i for i, q in enumerate(queries) if q.like is None and q.image is None]
@@ -116,13 +120,13 @@ def run_batch(
         for i, t in zip(plain_texts, texts):
             if not t.strip():
                 raise UsageError(f"query {i}: empty query: give a text or like=<document id>")
-        found = index.search_batch(embeddings=served.embed(texts), k=k, modality=modality)
+        found = index.search_batch(embeddings=served.embed(texts), k=k, modality=modality, where=where)
         for i, hits in zip(plain_texts, found):
             out[i] = hits
     done = set(plain_texts)
     for i, q in enumerate(queries):
         if i not in done:
-            out[i] = index.search_batch(embeddings=embeddings(served, q), k=k, modality=modality)[0]
+            out[i] = index.search_batch(embeddings=embeddings(served, q), k=k, modality=modality, where=where)[0]
     return out, (time.perf_counter() - started) * 1000
 
 
