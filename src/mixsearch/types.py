@@ -54,7 +54,8 @@ class Document:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the document's rank (from 1), id, cosine score, modality and content."""
+    """One search result: the document's rank (from 1), id, cosine score, modality and content;
+    ``relevance``: the estimated relevance in [0, 1] when the index's calibration has a relevance map."""
 
     rank: int
     id: str
@@ -64,6 +65,7 @@ class Hit:
     image: str | None = None
     audio: str | None = None
     video: str | None = None
+    relevance: float | None = None
 
     def to_dict(self) -> dict:
         """The hit as a JSON-ready dict, without empty fields."""

@@ -1,6 +1,6 @@
 """The ``mixsearch`` command: one module per command, each a thin face over the Python API."""
 
-from . import bench, calibrate, demo, index, info, recalibrate, search, serve  # noqa: F401 - registers the commands
+from . import bench, calibrate, demo, fit_relevance, index, info, recalibrate, search, serve  # noqa: F401 - registers the commands
 from ._app import DEFAULT_MODEL, app
 
 

@@ -54,6 +54,9 @@ MODALITY_PARAM = Query(
     description="Only documents of this modality: text, image, multimodal (or image+text), audio, video; "
     "several separated by commas.",
 )
+MIN_RELEVANCE_DESCRIPTION = (
+    "Drop hits whose estimated relevance (0-1, from the calibration's relevance map) is below this."
+)
 CALIBRATION_PARAM = Query(
     "calibrated",
     pattern="^(calibrated|plain)$",
@@ -181,8 +184,10 @@ def create_app(
         modality: Union[str, None] = MODALITY_PARAM,
         calibration: str = CALIBRATION_PARAM,
         index: Union[str, None] = INDEX_PARAM,
+        min_relevance: Union[float, None] = Query(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION),
     ) -> dict:
-        return _search(request, registry.get(index), queries.Query(text=q, like=like), k, modality, calibration)
+        query = queries.Query(text=q, like=like)
+        return _search(request, registry.get(index), query, k, modality, calibration, min_relevance)
 
     @app.post("/api/search", tags=["search"], summary="Search with an uploaded image, alone or with a text")
     def search_post(
@@ -196,10 +201,11 @@ def create_app(
         modality: Union[str, None] = Form(None),
         calibration: str = Form("calibrated", pattern="^(calibrated|plain)$"),
         index: Union[str, None] = Form(None),
+        min_relevance: Union[float, None] = Form(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION),
     ) -> dict:
         served = registry.get(index)
         query = queries.Query(text=q, like=like, **_upload(image, max_pixels))
-        return _search(request, served, query, k, modality, calibration)
+        return _search(request, served, query, k, modality, calibration, min_relevance)
 
     @app.post("/api/search/batch", tags=["search"], summary="Many queries at once (texts and/or like=document id)")
     def search_batch(request: Request, body: BatchRequest) -> dict:
@@ -320,15 +326,24 @@ class SafeHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _search(request: Request, served: Served, query: queries.Query, k: int, modality: str | None, view: str) -> dict:
+def _search(
+    request: Request,
+    served: Served,
+    query: queries.Query,
+    k: int,
+    modality: str | None,
+    view: str,
+    min_relevance: float | None = None,
+) -> dict:
     filter_ = queries.parse_modality(modality)
-    hits, took = queries.run(served, query, k=k, modality=filter_, views=[view])
+    hits, took = queries.run(served, query, k=k, modality=filter_, views=[view], min_relevance=min_relevance)
     root = request.scope.get("root_path", "")
     return {
         **_about(served, view),
         "query": query.describe(),
         "k": k,
         "modality": filter_,
+        **({"min_relevance": min_relevance} if min_relevance is not None else {}),
         "took_ms": round(took, 2),
         "hits": [queries.hit_json(h, served, root) for h in hits[view]],
     }

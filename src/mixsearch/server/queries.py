@@ -87,15 +87,25 @@ def embeddings(served: Served, query: Query) -> dict[str, np.ndarray]:
 
 
 def run(
-    served: Served, query: Query, *, k: int, modality: list[str] | None, views: list[str]
+    served: Served,
+    query: Query,
+    *,
+    k: int,
+    modality: list[str] | None,
+    views: list[str],
+    min_relevance: float | None = None,
 ) -> tuple[dict[str, list[Hit]], float]:
-    """Hits of one query under each view, and the milliseconds it took (encoding included)."""
+    """Hits of one query under each view, and the milliseconds it took (encoding included);
+    ``min_relevance`` needs a view whose calibration has a relevance map."""
     check_k(k)
     for view in views:
-        served.view(view)  # an unknown view fails before the model runs
+        served.view(view).check_min_relevance(min_relevance)  # an unknown view or a cut without a map fails first
     started = time.perf_counter()
     vectors = embeddings(served, query)
-    hits = {view: served.view(view).search_batch(embeddings=vectors, k=k, modality=modality)[0] for view in views}
+    hits = {
+        view: served.view(view).search_batch(embeddings=vectors, k=k, modality=modality, min_relevance=min_relevance)[0]
+        for view in views
+    }
     return hits, (time.perf_counter() - started) * 1000
 
 
