@@ -187,6 +187,9 @@ def test_min_relevance_cuts_hits_through_a_real_index(small_index, tmp_path):
     assert [h.id for h in reopened.search("a dog on the beach", k=12, min_relevance=0.5)] == [h.id for h in cut]
     assert reopened.manifest["calibration"]["relevance"]["kind"] == "platt"
     assert reopened.with_calibration("none").calibrator.relevance_ is None  # plain CLIP: no map
+    reopened.calibrator.relevance_.info["alpha"] = 0.5
+    notes = reopened.with_calibration(reopened.calibrator, alpha=0.8).manifest["calibration"]["notes"]
+    assert any("fitted at alpha 0.5" in n for n in notes)
 
 
 # -- fitting from a labelled dataset, the bench study, the CLI ---------------------------------------
@@ -281,7 +284,13 @@ def test_bench_thresholds(tiny_clip, captions, tmp_path):
             assert rows[(variant, t)]["hits"] >= mapped["hits"]
         per = mapped["per_modality"]
         assert per["all"]["returned"] == mapped["hits"] == sum(per[m]["returned"] for m in study["modalities"])
+        # every mapped hit has relevance >= t, so their mean prediction does too; raw variants predict nothing
+        assert all(per[m]["predicted"] >= t for m in per if per[m]["returned"])
+        assert all(v["predicted"] is None for v in rows[("calibrated", t)]["per_modality"].values())
         assert per["all"]["relevant_returned"] <= study["relevant"]["all"]
+    errors = study["calibration_error"]
+    assert set(errors) == {"plain+map", "calibrated+map"}
+    assert all(e is None or 0 <= e <= 1 for e in errors.values())  # None: nothing returned at any t
     # more demanding thresholds never return more
     hits = [rows[("calibrated+map", t)]["hits"] for t in sorted({r["threshold"] for r in study["rows"]})]
     assert hits == sorted(hits, reverse=True)

@@ -208,19 +208,26 @@ def split_queries(queries: Sequence[str], seed: int) -> tuple[list[str], list[st
 
 
 def _measure(
-    hits: list[tuple[str, str, float, int]], returned: np.ndarray, relevant: Mapping[str, int], modalities: list[str]
+    hits: list[tuple[str, str, float, int]],
+    returned: np.ndarray,
+    relevant: Mapping[str, int],
+    modalities: list[str],
+    predicted: np.ndarray | None = None,
 ) -> dict:
-    """Per document modality (and overall): hits returned, relevant among them, precision, recall."""
+    """Per document modality (and overall): hits returned, relevant among them, precision, recall,
+    and (mapped variants) the mean relevance the map predicted for them: precision's estimate."""
     out = {}
+    labels = np.array([h[3] for h in hits], dtype=float)
     for m in [*modalities, "all"]:
         mine = np.array([m in ("all", h[1]) for h in hits], dtype=bool) & returned
-        tp = int(sum(h[3] for h, keep in zip(hits, mine) if keep))
         n, total = int(mine.sum()), relevant[m]
+        tp = int(labels[mine].sum())
         out[m] = {
             "returned": n,
             "relevant_returned": tp,
             "precision": tp / n if n else None,
             "recall": tp / total if total else None,
+            "predicted": float(predicted[mine].mean()) if predicted is not None and n else None,
         }
     return out
 
@@ -274,7 +281,8 @@ def threshold_study(engine, cal: Calibrator) -> dict:
             else:  # the global raw-score cut-off returning the mapped variant's number of hits
                 cutoff = float(np.sort(scores)[::-1][volume - 1]) if volume else float("inf")
                 returned = scores >= cutoff
-            per = _measure(ranked[name], returned, relevant, modalities)
+            predicted = relevance[name] if variant.endswith("+map") else None
+            per = _measure(ranked[name], returned, relevant, modalities, predicted)
             precisions = [per[m]["precision"] for m in modalities if per[m]["precision"] is not None]
             rows.append(
                 {
@@ -285,12 +293,10 @@ def threshold_study(engine, cal: Calibrator) -> dict:
                     "hits": int(returned.sum()),
                     "per_modality": per,
                     "precision_spread": max(precisions) - min(precisions) if len(precisions) > 1 else None,
-                    "mean_relevance": float(relevance[name][returned].mean())
-                    if variant.endswith("+map") and returned.any()
-                    else None,
                 }
             )
     return {
+        "calibration_error": _calibration_error(rows, modalities),
         "corpus_rule": how,
         "modalities": modalities,
         "fit_queries": len(fit_q),
@@ -301,6 +307,18 @@ def threshold_study(engine, cal: Calibrator) -> dict:
         "maps": {name: m.describe() for name, m in maps.items()},
         "rows": rows,
     }
+
+
+def _calibration_error(rows: list[dict], modalities: list[str]) -> dict[str, float | None]:
+    """Per mapped variant: the mean |predicted relevance - observed precision| over every
+    threshold and modality, weighted by the hits returned (0: the number means what it says)."""
+    out: dict[str, float | None] = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows if r["variant"].endswith("+map")):
+        cells = [r["per_modality"][m] for r in rows if r["variant"] == variant for m in modalities]
+        pairs = [(c["returned"], abs(c["predicted"] - c["precision"])) for c in cells if c["returned"]]
+        weight = sum(n for n, _ in pairs)
+        out[variant] = sum(n * e for n, e in pairs) / weight if weight else None
+    return out
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -324,7 +342,8 @@ def markdown(run: dict) -> list[str]:
             f"queries, measured on the other {study['eval_queries']} (top {study['depth']} hits each; relevant "
             f"documents there: {counts}). Raw-score variants "
             "are cut at the cosine that returns as many hits as `calibrated+map` at that threshold. "
-            "P = precision, R = recall per document modality; spread = max - min of the per-modality P.",
+            "P = precision, R = recall per document modality, (in brackets) the mean relevance the map "
+            "predicted for those hits; spread = max - min of the per-modality P.",
             "",
         ]
         header = ["variant", "t", "cut-off", "hits", *[f"{x} {m}" for m in mods for x in ("P", "R")], "P spread"]
@@ -334,9 +353,17 @@ def markdown(run: dict) -> list[str]:
                 continue
             cells = [r["variant"], f"{r['threshold']:g}", _f(r["cutoff"]), str(r["hits"])]
             for m in mods:
-                cells += [_f(r["per_modality"][m]["precision"]), _f(r["per_modality"][m]["recall"])]
+                per = r["per_modality"][m]
+                shown = _f(per["precision"]) + (f" ({per['predicted']:.2f})" if per["predicted"] is not None else "")
+                cells += [shown, _f(per["recall"])]
             lines.append("| " + " | ".join([*cells, _f(r["precision_spread"])]) + " |")
         parts += lines
+        errors = ", ".join(f"{v} {_f(e)}" for v, e in study["calibration_error"].items())
+        parts += [
+            "",
+            f"Calibration error of the maps (mean |predicted - observed precision| per modality, weighted by "
+            f"hits, over thresholds {PLOT_GRID[0]:g}-{PLOT_GRID[-1]:g}): {errors}.",
+        ]
         notes = [n for m in study["maps"].values() for n in m.get("notes", [])]
         if notes:
             parts += ["", *[f"- map note: {n}" for n in notes]]
