@@ -22,7 +22,7 @@ LEGACY = Path(__file__).parent / "data" / "legacy-v1"
 
 def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) >= 2  # the first two run here; later ones are fragments of a section
+    assert len(blocks) >= 2  # the first two; later ones are run by the tests of their features
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").mkdir()
     for i in range(4):

@@ -48,18 +48,13 @@ class Client:
         index: str | None = None,
         like: str | None = None,
         where: str | None = None,
+        min_relevance: float | None = None,
     ) -> dict:
         """One query: a text, an image file (uploaded), both, or ``like`` a document id; ``where``
-        is an SQL condition on the documents' metadata."""
-        fields = {
-            "q": text,
-            "k": k,
-            "modality": modality,
-            "calibration": calibration,
-            "index": index,
-            "like": like,
-            "where": where,
-        }
+        is an SQL condition on the documents' metadata; ``min_relevance`` drops hits below that
+        estimated relevance (indexes with a relevance map)."""
+        fields: dict[str, object] = {"q": text, "k": k, "modality": modality, "calibration": calibration}
+        fields.update(index=index, like=like, where=where, min_relevance=min_relevance)
         fields = {key: value for key, value in fields.items() if value is not None}
         if image is None:
             return self._request("GET", "/api/search?" + urllib.parse.urlencode(fields))

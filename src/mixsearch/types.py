@@ -59,7 +59,8 @@ class Document:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the document's rank (from 1), id, cosine score, modality and content."""
+    """One search result: the document's rank (from 1), id, cosine score, modality and content;
+    ``relevance``: the estimated relevance in [0, 1] when the index's calibration has a relevance map."""
 
     rank: int
     id: str
@@ -71,6 +72,8 @@ class Hit:
     video: str | None = None
     #: The document's metadata fields (those it has), as the index stores them.
     metadata: Mapping[str, object] | None = None
+    #: The estimated relevance (0-1) when the index's calibration has a relevance map.
+    relevance: float | None = None
 
     def to_dict(self) -> dict:
         """The hit as a JSON-ready dict, without empty fields (metadata under ``metadata``)."""

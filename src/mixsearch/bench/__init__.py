@@ -22,6 +22,7 @@ from .datasets import (
 )
 from .plan import CalibrationPlan, calibration_items, plan_calibration
 from .runner import bench, environment, run_benchmark
+from .thresholds import fit_relevance, fit_relevance_map, relevance_pairs, threshold_study
 
 __all__ = [
     "DEFAULT_GRID",
@@ -36,11 +37,15 @@ __all__ = [
     "calibration_items",
     "detect_kind",
     "environment",
+    "fit_relevance",
+    "fit_relevance_map",
     "load_beir",
     "load_benchmark",
     "load_captions",
     "load_mixbench",
     "mixed_corpus",
     "plan_calibration",
+    "relevance_pairs",
     "run_benchmark",
+    "threshold_study",
 ]

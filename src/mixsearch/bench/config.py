@@ -34,6 +34,9 @@ class BenchConfig:
     runtime: str = "auto"  # transformers models: auto, torch or onnx (see load_encoder)
     cache_dir: Path | None = None
     progress: bool = True
+    # relevance thresholds (bench/thresholds.py): measured on setting 3's corpus when given
+    thresholds: tuple[float, ...] = ()
+    relevance_kind: str = "isotonic"  # or "platt"
 
     def record(self) -> dict:
         """The configuration as JSON-ready data, for results.json."""

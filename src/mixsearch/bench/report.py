@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import require
+from . import thresholds
 
 MAIN_METRIC = "ndcg@10"
 
@@ -129,6 +130,7 @@ def markdown(result: dict) -> str:
                     )
                 )
                 parts.append("")
+        parts += thresholds.markdown(run)
     if any(run.get("problems") for run in result["runs"]):
         parts += ["", "## Problems (first 20 per dataset)", ""]
         for run in result["runs"]:
@@ -174,7 +176,7 @@ def write_plots(result: dict, folder: Path) -> list[Path]:
                 fig.savefig(path)
                 plt.close(fig)
                 written.append(path)
-    return written
+    return written + thresholds.write_plots(result, folder)
 
 
 def _slug(name: str) -> str:

@@ -31,6 +31,7 @@ from . import settings as _settings
 from .config import BenchConfig
 from .datasets import Benchmark, Query, detect_kind, first_by_hash, load_benchmark, paired_media
 from .plan import CalibrationPlan, fit_plan, plan_calibration
+from .thresholds import threshold_study
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,10 @@ def run_benchmark(
             if cases:
                 out["cases"].append({"dataset": bench.name, "model": name, "setting": setting, **cases})
             out["timings"][f"{name} setting {setting}"] = round(time.perf_counter() - ts, 1)
+        if cfg.thresholds:  # relevance thresholds, on setting 3's corpus (bench/thresholds.py)
+            ts = time.perf_counter()
+            out.setdefault("thresholds", []).append({"model": name, **threshold_study(engine, cal)})
+            out["timings"][f"{name} thresholds"] = round(time.perf_counter() - ts, 1)
         out["problems"] += engine.problems[:200]
         out["timings"][f"{name} total"] = round(time.perf_counter() - t0, 1)
     out["timings"]["total"] = round(time.perf_counter() - started, 1)

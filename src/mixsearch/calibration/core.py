@@ -14,11 +14,15 @@ Method ``none`` is the same pipeline with every mean zero (plain CLIP), ``mean``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CalibrationError, UsageError
 from ..types import ROLES
+
+if TYPE_CHECKING:
+    from .relevance import RelevanceMap
 
 #: ``none``: plain CLIP (every mean zero); ``mean``: GR-CLIP.
 METHODS = ("none", "mean")
@@ -79,6 +83,8 @@ class Calibrator:
     zero_roles : roles deliberately left uncalibrated (their mean is zero).
 
     Fitted attributes: ``means_`` and ``counts_`` (per role), ``dim_``. ``fit`` forgets earlier fits.
+    ``relevance_``: an optional ``RelevanceMap`` from scores under this calibration to estimated
+    relevance (``calibration.relevance``); ``fit`` drops it, since new means change the scores.
     """
 
     def __init__(
@@ -100,12 +106,14 @@ class Calibrator:
         for role in self.zero_roles:
             _check_role(role)
         self._running: dict[str, RunningMean] = {}
+        self.relevance_: RelevanceMap | None = None
 
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, embeddings: Mapping[str, np.ndarray]) -> Calibrator:
         """Fit one mean per role from ``{role: (n, d) embeddings}``, forgetting earlier fits."""
         self._running = {}
+        self.relevance_ = None
         for role, x in embeddings.items():
             self.partial_fit(x, role)
         return self

@@ -3,6 +3,10 @@
 Tensors ``mean.<role>`` hold the means; the metadata records the method, alpha, the model the
 means belong to (name, fingerprint, dimension), how many items each mean saw, and where they came
 from, so a file can be checked before it is applied.
+
+Optionally, a relevance map (``calibration.relevance``): tensors ``relevance.<modality>.<param>``
+and a ``relevance`` metadata entry (kind, counts, notes, what it was fitted on). Files without one
+load as before; readers that predate it ignore it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 from ..config import MODELS_DIR
 from ..errors import CalibrationError, MixsearchError
 from .core import Calibrator
+from .relevance import RelevanceMap
 
 FORMAT = "mixsearch-calibration/1"
 
@@ -36,6 +41,7 @@ def save_calibration(calibrator: Calibrator, path: str | Path, *, provenance: di
         "provenance": json.dumps(calibrator.provenance if provenance is None else provenance),
         "zero_roles": json.dumps(sorted(calibrator.zero_roles)),
     }
+    _store_relevance(calibrator, tensors, meta)
     if not tensors:  # safetensors wants at least one tensor; the 'none' method has no means
         tensors = {"empty": np.zeros(1, dtype=np.float32)}
     save_file(tensors, str(path), metadata=meta)
@@ -70,9 +76,29 @@ def load_calibration(path: str | Path) -> Calibrator:
         for key, value in tensors.items():
             if key.startswith("mean."):
                 cal.set_mean(key[len("mean.") :], value, int(counts.get(key[len("mean.") :], 1)))
+        cal.relevance_ = _load_relevance(tensors, meta)
     except (MixsearchError, KeyError, TypeError, ValueError) as err:
         raise CalibrationError(f"{path}: unusable calibration file ({err})") from None
     return cal
+
+
+# -- the optional relevance map (calibration.relevance) ----------------------------------------
+
+
+def _store_relevance(calibrator: Calibrator, tensors: dict, meta: dict) -> None:
+    if calibrator.relevance_ is not None:
+        extra, record = calibrator.relevance_.to_stored()
+        tensors.update(extra)
+        meta["relevance"] = json.dumps(record)
+
+
+def _load_relevance(tensors: dict, meta: dict) -> RelevanceMap | None:
+    if "relevance" not in meta:
+        return None
+    try:
+        return RelevanceMap.from_stored(tensors, json.loads(meta["relevance"]))
+    except CalibrationError as err:
+        raise CalibrationError(f"relevance map: {err}") from None
 
 
 def shipped_calibration(model: str) -> Path | None:

@@ -7,6 +7,7 @@ from . import (  # noqa: F401 - registers the commands
     calibrate,
     delete,
     demo,
+    fit_relevance,
     index,
     info,
     recalibrate,

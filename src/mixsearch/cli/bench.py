@@ -58,6 +58,12 @@ def bench(
     keep_work: bool = typer.Option(False, help="Keep the per-setting index folders under OUT/work."),
     threads: Threads = None,
     runtime: Runtime = "auto",
+    thresholds: str = typer.Option(
+        "",
+        help="Relevance thresholds, e.g. 0.3,0.5,0.7: fit per-modality relevance maps on half the queries and "
+        "report precision and recall per modality on the other half (setting 3's corpus).",
+    ),
+    relevance_kind: str = typer.Option("isotonic", help="Relevance map for --thresholds: isotonic or platt."),
 ) -> None:
     """Benchmark plain vs GR-calibrated search: MixBench, BEIR or caption datasets, settings 1-3."""
     from ..bench import BenchConfig
@@ -91,6 +97,8 @@ def bench(
         batch_size=batch_size,
         cache_dir=cache_dir,
         runtime=runtime,
+        thresholds=_thresholds(thresholds, relevance_kind),
+        relevance_kind=relevance_kind,
     )
     set_threads(threads)
     command_line = "mixsearch bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mixsearch bench"
@@ -111,3 +119,17 @@ def bench(
     )
     say(f"report written to {out}: " + ", ".join(p.name for p in paths.values() if p.parent == out))
     typer.echo(paths["markdown"].read_text(encoding="utf-8"))
+
+
+def _thresholds(text: str, kind: str) -> tuple[float, ...]:
+    from ..calibration.relevance import KINDS, check_min_relevance
+    from ..errors import UsageError
+
+    if kind not in KINDS:
+        raise UsageError(f"--relevance-kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    values = floats(text, "--thresholds")
+    for t in values:
+        if not 0.0 < t < 1.0:
+            raise UsageError(f"--thresholds: each must lie strictly between 0 and 1, got {t:g}")
+        check_min_relevance(t)
+    return values

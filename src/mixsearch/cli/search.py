@@ -49,6 +49,12 @@ def search(
     device: Optional[str] = typer.Option(None),
     threads: int = typer.Option(1, help="CPU threads for encoding the query (one query: 1 is fastest on busy cores)."),
     runtime: str = typer.Option("auto", help="Transformers models: auto (ONNX Runtime once exported), torch or onnx."),
+    min_relevance: Optional[float] = typer.Option(
+        None,
+        "--min-relevance",
+        help="Drop hits whose estimated relevance (0-1, the calibration's relevance map; see "
+        "'mixsearch fit-relevance') is below this; fewer than k may come back.",
+    ),
 ) -> None:
     """Search an index with a text, image, audio or video query (or a text with one of them)."""
 
@@ -73,15 +79,20 @@ def search(
         raise UsageError("give a query: text, or an image path (--image), an audio clip (--audio) or a video (--video)")
     if calibration not in ("calibrated", "plain"):
         raise UsageError(f"--calibration must be 'calibrated' or 'plain', got {calibration!r}")
+    from ..calibration.relevance import check_min_relevance
+
+    check_min_relevance(min_relevance)
     if url:
         if audio is not None or video is not None:
             raise UsageError("a server answers text and image queries; search audio or video here, without --url")
-        records = _ask_server(url, token, index_dir, text, image, k, modality, calibration, where)
+        records = _ask_server(url, token, index_dir, text, image, k, modality, calibration, where, min_relevance)
     else:
         from ..encoders.base import set_threads
 
         set_threads(threads)
-        found = _search_here(index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where)
+        found = _search_here(
+            index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where, min_relevance
+        )
         records = [hit.to_dict() for hit in found]
     if as_json:
         for record in records:
@@ -91,11 +102,12 @@ def search(
     if not hits:
         say("no results")
     for hit in hits:
-        typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
+        relevance = "" if hit.relevance is None else f"  rel {hit.relevance:.2f}"
+        typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}{relevance}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
 
 
 def _search_here(
-    index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where=None
+    index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where=None, min_relevance=None
 ) -> list[Hit]:
     """Load the index and its model in this process (seconds: torch and the model load)."""
     from .. import open_index
@@ -103,15 +115,24 @@ def _search_here(
     index = open_index(index_dir, device=device, runtime=runtime)
     if calibration == "plain":
         index = index.with_calibration("none")
-    return index.search(text, image, audio=audio, video=video, k=k, modality=modality, where=where)
+    return index.search(
+        text, image, audio=audio, video=video, k=k, modality=modality, where=where, min_relevance=min_relevance
+    )
 
 
-def _ask_server(url, token, index_dir, text, image, k, modality, calibration, where) -> list[dict]:
+def _ask_server(url, token, index_dir, text, image, k, modality, calibration, where, min_relevance) -> list[dict]:
     """Ask a running server (milliseconds: the model is already warm there)."""
     from ..client import Client
 
     answer = Client(url, token=token).search(
-        text, image, k=k, modality=modality, calibration=calibration, index=Path(index_dir).name, where=where
+        text,
+        image,
+        k=k,
+        modality=modality,
+        calibration=calibration,
+        index=Path(index_dir).name,
+        where=where,
+        min_relevance=min_relevance,
     )
     return answer["hits"]
 

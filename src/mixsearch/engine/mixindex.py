@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 
 from ..calibration import Calibrator, load_calibration, save_calibration
+from ..calibration.relevance import check_min_relevance as _check_relevance_value
 from ..encoders import Encoder, load_encoder
 from ..errors import CalibrationError, MixsearchError, UsageError, VectorIndexError
 from ..index import Filter, VectorIndex, build_index_of_kind
@@ -76,6 +78,7 @@ def calibration_record(cal: Calibrator, source: str) -> dict:
         "counts": cal.counts_,
         "fitted_for": cal.fitted_for,
         "provenance": cal.provenance,
+        **({"relevance": cal.relevance_.describe()} if cal.relevance_ is not None else {}),
     }
 
 
@@ -211,6 +214,7 @@ class MixIndex:
         k: int = 10,
         modality: str | Sequence[str] | None = None,
         where: str | None = None,
+        min_relevance: float | None = None,
     ) -> list[Hit]:
         """Search with a text, an image (a path or a PIL image), an audio clip or a video (paths),
         or a text with one of those (e.g. an image+text query).
@@ -219,12 +223,21 @@ class MixIndex:
         ``image``, ``audio``, ``video`` or ``multimodal``. ``where`` keeps only documents whose
         metadata fields pass an SQL condition (``"year >= 2020 AND source = 'wiki'"``, DuckDB's
         SQL); both filters apply before the top ``k``, so k hits come back whenever k qualify.
+        ``min_relevance`` drops hits whose estimated relevance (the calibration's relevance map)
+        is below it, so fewer than ``k`` may come back.
         """
         if text is not None and not isinstance(text, str):
             raise UsageError(f"text must be a string, not {type(text).__name__}; pass an image as image=...")
         one = lambda x: None if x is None else [x]  # noqa: E731
         return self.search_batch(
-            one(text), one(image), audios=one(audio), videos=one(video), k=k, modality=modality, where=where
+            one(text),
+            one(image),
+            audios=one(audio),
+            videos=one(video),
+            k=k,
+            modality=modality,
+            where=where,
+            min_relevance=min_relevance,
         )[0]
 
     def search_batch(
@@ -238,6 +251,7 @@ class MixIndex:
         modality: str | Sequence[str] | None = None,
         where: str | None = None,
         embeddings: Mapping[str, np.ndarray] | None = None,
+        min_relevance: float | None = None,
     ) -> SearchResults:
         """Search with many queries at once: texts, images, audio clips, videos, or texts paired
         with one of the others (same length).
@@ -247,12 +261,15 @@ class MixIndex:
         """
         _check_k(k)
         self.filter(modality, where)  # bad arguments fail before the model loads
+        self.check_min_relevance(min_relevance)
         given = {"texts": texts, "images": images, "audios": audios, "videos": videos}
         if embeddings is None:
             embeddings = self.embed_queries(texts, images, audios=audios, videos=videos)
         elif any(v is not None for v in given.values()):
             raise UsageError("give the query items or their embeddings, not both")
-        return self.search_vectors(self.calibrate_queries(embeddings), k=k, modality=modality, where=where)
+        return self.search_vectors(
+            self.calibrate_queries(embeddings), k=k, modality=modality, where=where, min_relevance=min_relevance
+        )
 
     def embed_queries(
         self,
@@ -303,18 +320,39 @@ class MixIndex:
         k: int = 10,
         modality: str | Sequence[str] | None = None,
         where: str | None = None,
+        min_relevance: float | None = None,
     ) -> SearchResults:
         """Rank the index for already calibrated query vectors, one hit list per row."""
         _check_k(k)
-        filter_ = self.filter(modality, where)
+        cut = self.check_min_relevance(min_relevance)
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        found = self.index.search(vectors, int(k), filter_)
-        return SearchResults(
-            [
-                [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
-                for ids, scores in zip(found.ids, found.scores)
-            ]
-        )
+        found = self.index.search(vectors, int(k), self.filter(modality, where))
+        hits = [
+            [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
+            for ids, scores in zip(found.ids, found.scores)
+        ]
+        return SearchResults(hits if self.calibrator.relevance_ is None else [self._judge(h, cut) for h in hits])
+
+    # -- relevance thresholds (calibration.relevance) ----------------------------------------
+
+    def check_min_relevance(self, min_relevance: float | None) -> float | None:
+        """``min_relevance`` checked for this index: None, or a number in [0, 1] when the
+        calibration has a relevance map (a ``UsageError`` saying how to fit one otherwise)."""
+        cut = _check_relevance_value(min_relevance)
+        if cut is not None and self.calibrator.relevance_ is None:
+            raise UsageError(
+                f"{self.folder}: this index's calibration has no relevance map, so min_relevance cannot "
+                "be applied; fit one on a labelled dataset with 'mixsearch fit-relevance DATASET --calibration "
+                "FILE --out NEW' and apply it with 'mixsearch recalibrate INDEX --calibration NEW'"
+            )
+        return cut
+
+    def _judge(self, hits: list[Hit], cut: float | None) -> list[Hit]:
+        """Hits with their estimated relevance, those below ``cut`` dropped (in score order, renumbered)."""
+        assert self.calibrator.relevance_ is not None
+        rel = self.calibrator.relevance_.predict([h.score for h in hits], [h.modality for h in hits])
+        kept = [(h, float(r)) for h, r in zip(hits, rel) if cut is None or r >= cut]
+        return [replace(h, rank=rank, relevance=r) for rank, (h, r) in enumerate(kept, 1)]
 
     def _hit(self, rank: int, doc_id: str, score: float) -> Hit:
         row, d = self._rows[doc_id], self.documents
@@ -362,6 +400,9 @@ class MixIndex:
         cal, source = resolve_calibration(calibration, self.model, raw, present, alpha, notes)
         if calibration is self.calibrator:  # the index's own calibration, kept (a new alpha, say)
             source = self.manifest["calibration"]["source"]
+        fitted_alpha = cal.relevance_.info.get("alpha") if cal.relevance_ is not None else None
+        if fitted_alpha is not None and float(fitted_alpha) != alpha:
+            notes.append(f"the relevance map was fitted at alpha {fitted_alpha}: image+text relevance may be off")
         vectors = fuse_documents(cal, alpha, raw, present, len(self), self.model["dim"])
         index = build_index_of_kind(
             self.manifest["index"]["kind"],

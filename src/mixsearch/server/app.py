@@ -59,6 +59,9 @@ MODALITY_PARAM = Query(
     description="Only documents of this modality: text, image, multimodal (or image+text), audio, video; "
     "several separated by commas.",
 )
+MIN_RELEVANCE_DESCRIPTION = (
+    "Drop hits whose estimated relevance (0-1, from the calibration's relevance map) is below this."
+)
 CALIBRATION_PARAM = Query(
     "calibrated",
     pattern="^(calibrated|plain)$",
@@ -188,9 +191,10 @@ def create_app(
         calibration: str = CALIBRATION_PARAM,
         index: Union[str, None] = INDEX_PARAM,
         where: Union[str, None] = WHERE_PARAM,
+        min_relevance: Union[float, None] = Query(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION),
     ) -> dict:
         query = queries.Query(text=q, like=like)
-        return _search(request, registry.get(index), query, k, modality, calibration, where)
+        return _search(request, registry.get(index), query, k, modality, calibration, where, min_relevance)
 
     @app.post("/api/search", tags=["search"], summary="Search with an uploaded image, alone or with a text")
     def search_post(
@@ -205,10 +209,11 @@ def create_app(
         calibration: str = Form("calibrated", pattern="^(calibrated|plain)$"),
         index: Union[str, None] = Form(None),
         where: Union[str, None] = Form(None, max_length=2_000),
+        min_relevance: Union[float, None] = Form(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION),
     ) -> dict:
         served = registry.get(index)
         query = queries.Query(text=q, like=like, **_upload(image, max_pixels))
-        return _search(request, served, query, k, modality, calibration, where)
+        return _search(request, served, query, k, modality, calibration, where, min_relevance)
 
     @app.post("/api/search/batch", tags=["search"], summary="Many queries at once (texts and/or like=document id)")
     def search_batch(request: Request, body: BatchRequest) -> dict:
@@ -340,9 +345,12 @@ def _search(
     modality: str | None,
     view: str,
     where: str | None = None,
+    min_relevance: float | None = None,
 ) -> dict:
     filter_ = queries.parse_modality(modality)
-    hits, took = queries.run(served, query, k=k, modality=filter_, views=[view], where=where)
+    hits, took = queries.run(
+        served, query, k=k, modality=filter_, views=[view], where=where, min_relevance=min_relevance
+    )
     root = request.scope.get("root_path", "")
     return {
         **_about(served, view),
@@ -350,6 +358,7 @@ def _search(
         "k": k,
         "modality": filter_,
         "where": where,
+        **({"min_relevance": min_relevance} if min_relevance is not None else {}),
         "took_ms": round(took, 2),
         "hits": [queries.hit_json(h, served, root) for h in hits[view]],
     }

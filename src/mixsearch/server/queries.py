@@ -87,16 +87,27 @@ def embeddings(served: Served, query: Query) -> dict[str, np.ndarray]:
 
 
 def run(
-    served: Served, query: Query, *, k: int, modality: list[str] | None, views: list[str], where: str | None = None
+    served: Served,
+    query: Query,
+    *,
+    k: int,
+    modality: list[str] | None,
+    views: list[str],
+    where: str | None = None,
+    min_relevance: float | None = None,
 ) -> tuple[dict[str, list[Hit]], float]:
-    """Hits of one query under each view, and the milliseconds it took (encoding included)."""
+    """Hits of one query under each view, and the milliseconds it took (encoding included);
+    ``min_relevance`` needs a view whose calibration has a relevance map."""
     check_k(k)
     for view in views:
-        served.view(view).filter(modality, where)  # an unknown view or bad filter fails before the model runs
+        served.view(view).filter(modality, where)  # an unknown view or a bad filter fails before the model runs
+        served.view(view).check_min_relevance(min_relevance)  # so does a cut without a relevance map
     started = time.perf_counter()
     vectors = embeddings(served, query)
     hits = {
-        view: served.view(view).search_batch(embeddings=vectors, k=k, modality=modality, where=where)[0]
+        view: served.view(view).search_batch(
+            embeddings=vectors, k=k, modality=modality, where=where, min_relevance=min_relevance
+        )[0]
         for view in views
     }
     return hits, (time.perf_counter() - started) * 1000
