@@ -36,6 +36,10 @@ def index(
     index_option: list[str] = typer.Option(
         [], "--index-option", help="A setting of the index kind, NAME=VALUE (repeatable), e.g. M=32."
     ),
+    backend: str = typer.Option("local", "--backend", help="Where vectors live: local (the index folder) or milvus."),
+    uri: Optional[str] = typer.Option(
+        None, "--uri", help="--backend milvus: a Milvus Lite file (*.db) or server address (http://host:19530)."
+    ),
     device: Device = None,
     batch_size: BatchSize = None,
     cache_dir: CacheDir = None,
@@ -57,7 +61,7 @@ def index(
         calibration = str(shipped)
     set_threads(threads)
     encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames)
-    options = parse_index_options(index_option)
+    index_kind, options = _backend(backend, uri, index_kind, parse_index_options(index_option))
     _, report = build_index(
         corpus,
         out,
@@ -70,3 +74,23 @@ def index(
     )
     say(report.summary())
     say(f'index written to {out}; search it with: mixsearch search {out} "your query"')
+
+
+def _backend(backend: str, uri: Optional[str], kind: str, options: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """``--backend milvus --uri URI`` is ``--index milvus --index-option uri=URI``."""
+    from ..errors import UsageError
+
+    if backend not in ("local", "milvus"):
+        raise UsageError(f"--backend {backend!r}: expected local or milvus")
+    if backend == "local":
+        if uri is not None:
+            raise UsageError("--uri names a Milvus database: give it with --backend milvus")
+        return kind, options
+    if kind not in ("exact", "milvus"):
+        raise UsageError(
+            f"--backend milvus keeps vectors in Milvus: choose its index with --index-option index_type=..., "
+            f"not --index {kind}"
+        )
+    if uri is None and "uri" not in options:
+        raise UsageError("--backend milvus needs --uri: a Milvus Lite file (*.db) or a server address")
+    return "milvus", {**options, **({"uri": uri} if uri is not None else {})}

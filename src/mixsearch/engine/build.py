@@ -23,7 +23,8 @@ from ..calibration import Calibrator, save_calibration
 from ..embedding import EmbeddingCache, embed, open_cache
 from ..encoders import Encoder, load_encoder
 from ..errors import InputError
-from ..index import build_index_of_kind, index_kind
+from ..index import build_index_of_kind
+from ..index.base import check_index_options
 from ..ingest import check_id, read_corpus
 from ..types import DOCUMENT_MODALITIES, MODALITIES, Document, Problem
 from . import store
@@ -97,7 +98,7 @@ def build_index(
     started = time.perf_counter()
     out = Path(out)
     store.check_out_folder(out, corpus)
-    index_kind(kind)  # an unknown kind fails before any work
+    check_index_options(kind, index_options)  # an unknown kind, or an unreachable server, fails before any work
     Calibrator(alpha=alpha)  # so does an impossible alpha
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
     prepared, source = prepare_calibration(calibration, encoder.info(), alpha)
