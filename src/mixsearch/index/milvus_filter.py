@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable
 
-from ..errors import UsageError
+from ..errors import UsageError, require
 
 #: SQL comparison (sqlglot class name) -> (Milvus operator, the operator of its negation).
 _COMPARISONS = {
@@ -43,7 +43,7 @@ def where_to_milvus(where: str, fields: Collection[str]) -> str:
 
     ``fields``: the names the index keeps (a name outside them is a ``UsageError``).
     """
-    import sqlglot
+    sqlglot = require("sqlglot", "milvus", "translating a where filter for Milvus")
     from sqlglot.errors import ParseError
 
     if not isinstance(where, str) or not where.strip():
