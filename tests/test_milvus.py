@@ -189,6 +189,8 @@ def test_add_and_delete_are_searchable_at_once_and_saved_as_a_new_collection(mil
     found = index.search(-x[:2], 3)
     assert [ids[0] for ids in found.ids] == ["d2", "new"] and not {"d0", "d1"} & {*found.ids[0], *found.ids[1]}
     np.testing.assert_allclose(found.scores[:, 0], 1.0, atol=1e-5)
+    with pytest.raises(VectorIndexError, match="field 'year' holds VARCHAR values, the index INT64"):
+        index.add(x[:1], ["bad"], {**{k: v[:1] for k, v in fields.items()}, "year": np.array(["1999"], dtype=object)})
     index.save(tmp_path / "index-2")
     assert index.collection != first and first in collections(milvus_uri)  # the old one stays until discarded
     reopened = MilvusIndex.load(tmp_path / "index-2")
@@ -355,10 +357,11 @@ def test_cli_backend_milvus(tiny_clip, mixed_corpus, milvus_uri, tmp_path):
 
     out = tmp_path / "idx"
     common = ["index", mixed_corpus, "--out", out, "--model", tiny_clip, "--calibration", "none"]
-    result = run(*common, "--backend", "milvus", "--uri", milvus_uri, "--index-option", "index_type=FLAT")
+    result = run(*common, "--backend", "milvus", "--uri", milvus_uri)  # the default index type, AUTOINDEX
     assert result.exit_code == 0, result.output
     info = json.loads(run("info", out).stdout)
     assert info["index"]["kind"] == "milvus" and info["backend"]["uri"] == milvus_uri
+    assert info["backend"]["index_type"] == "AUTOINDEX"
     assert info["backend"]["collection"] in collections(milvus_uri)
     result = run("search", out, "dog beach", "-k", "3", "--modality", "image", "--json")
     assert result.exit_code == 0, result.output

@@ -313,8 +313,10 @@ class MilvusIndex:
         ids = list(ids)
         for name, values in (fields or {}).items():
             _check_field_name(name)
-            if name in self.types and len(values) and field_type(name, values) not in (self.types[name], "VARCHAR"):
-                raise VectorIndexError(f"added documents' field {name!r} is not of type {self.types[name]}")
+            kind, wanted = field_type(name, values), self.types.get(name)
+            all_null = all(v is None for v in _python_values(values, "VARCHAR"))
+            if wanted is not None and not (all_null or kind == wanted or (kind, wanted) == ("INT64", "DOUBLE")):
+                raise VectorIndexError(f"added documents' field {name!r} holds {kind} values, the index {wanted}")
         if set(fields or {}) != set(self.types):
             raise VectorIndexError(f"milvus index: added documents need the fields {sorted(self.types)}")
         self.removed |= set(self._in_collection(ids))
