@@ -209,8 +209,8 @@ def to_markdown(r: dict) -> str:
         f"torch {m['torch']}, pymilvus {m['pymilvus']}, milvus-lite {m['milvus_lite']}.",
         "",
         f"N = {r['n']:,} synthetic unit vectors of dimension {r['dim']} (clustered), k = 10. Latencies are "
-        "wall-clock through `MilvusIndex.search` (Milvus Lite runs in a local server process; a query crosses "
-        "gRPC). Exact = `ExactIndex` (torch matmul + top-k) over the same vectors in memory.",
+        "wall-clock through `MilvusIndex.search` (Milvus Lite serves gRPC on localhost; every search crosses "
+        "it). Exact = `ExactIndex` (torch matmul + top-k) over the same vectors in memory.",
         "",
         "| index_type | insert s | index built + loaded s | peak RSS GiB | disk GiB | recall@10 | 1 query p50 / p95 ms "
         "| 100 queries ms | filtered recall@10 | filtered 1 query p50 ms | filtered 100 queries ms |"
