@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -375,3 +376,17 @@ def test_cli_backend_milvus(tiny_clip, mixed_corpus, milvus_uri, tmp_path):
     ]:
         result = run(*common, *args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+@needs_milvus
+def test_a_lite_file_held_by_another_process_is_a_clear_error(milvus_uri):
+    import subprocess
+    import sys
+
+    collections(milvus_uri)  # this process holds the file open
+    code = "import sys; from mixsearch.index.milvus import connect; connect(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    command = [sys.executable, "-c", code, milvus_uri]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode != 0
+    assert f"cannot reach Milvus at {milvus_uri}" in done.stderr and "one process at a time" in done.stderr

@@ -147,7 +147,15 @@ def connect(uri: str, timeout: float = 10) -> Any:
             client = pymilvus.MilvusClient(uri=uri, token=token, timeout=timeout)
             client.list_collections(timeout=timeout)  # a server that accepts the socket but is not Milvus fails here
         except Exception as err:  # pymilvus raises MilvusException, grpc errors, OSError... all mean the same here
-            raise VectorIndexError(f"cannot reach Milvus at {uri}: {_message(err)}") from None
+            lite = (
+                ""
+                if "://" in uri or uri.startswith("unix:")
+                else (
+                    " (a Milvus Lite file is open in one process at a time: is another process, such as "
+                    "'mixsearch serve', using it?)"
+                )
+            )
+            raise VectorIndexError(f"cannot reach Milvus at {uri}: {_message(err)}{lite}") from None
         _clients[(uri, token)] = client
         return client
 
