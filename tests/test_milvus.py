@@ -283,7 +283,10 @@ def test_build_search_recalibrate_like_the_exact_index(tiny_clip, mixed_corpus, 
     means = {"query": np.ones((2, enc.dim)), "text": np.eye(enc.dim)[:3], "image": np.eye(enc.dim)[3:6]}
     cal = Calibrator(fitted_for=enc.info()).fit(means)
     before = [h.score for h in reopened.search("dog beach", k=12)]
+    stale = open_index(tmp_path / "m", encoder=enc)
     reopened.recalibrate(cal, alpha=0.3)
+    with pytest.raises(VectorIndexError, match="is gone: the index was rebuilt or recalibrated"):
+        stale.search("dog beach")  # its generation's collection was dropped
     exact.recalibrate(cal, alpha=0.3)
     assert [h.score for h in reopened.search("dog beach", k=12)] != before
     same(reopened, exact)

@@ -371,7 +371,16 @@ class MilvusIndex:
             return Neighbours(np.full((q, k), -np.inf, dtype=np.float32), [[] for _ in range(q)])
         found: list[list[tuple[float, str]]] = [[] for _ in range(q)]
         if self.collection is not None and self.count > len(self.removed):
-            for i, hits in enumerate(self._search_collection(queries, k + len(self.removed), filter)):
+            try:
+                near_collection = self._search_collection(queries, k + len(self.removed), filter)
+            except VectorIndexError:
+                if not self._milvus()(f"checking for collection {self.collection}", "has_collection", self.collection):
+                    raise VectorIndexError(
+                        f"Milvus collection {self.collection} is gone: the index was rebuilt or recalibrated "
+                        "since it was opened; open it again"
+                    ) from None
+                raise
+            for i, hits in enumerate(near_collection):
                 found[i] += [(s, d) for s, d in hits if d not in self.removed]
         if self.pending is not None and len(self.pending):
             near = self.pending.search(queries, k, filter)
