@@ -41,6 +41,10 @@ def index(
         "--dtype",
         help="How vectors are stored: float32 (default) or float16 (half the memory; index option dtype).",
     ),
+    backend: str = typer.Option("local", "--backend", help="Where vectors live: local (the index folder) or milvus."),
+    uri: Optional[str] = typer.Option(
+        None, "--uri", help="--backend milvus: a Milvus Lite file (*.db) or server address (http://host:19530)."
+    ),
     device: Device = None,
     batch_size: BatchSize = None,
     cache_dir: CacheDir = None,
@@ -81,6 +85,7 @@ def index(
     options = parse_index_options(index_option)
     if dtype is not None:
         options["dtype"] = dtype
+    index_kind, options = _backend(backend, uri, index_kind, options)
     _, report = build_index(
         corpus,
         out,
@@ -94,3 +99,23 @@ def index(
     )
     say(report.summary())
     say(f'index written to {out}; search it with: mixsearch search {out} "your query"')
+
+
+def _backend(backend: str, uri: Optional[str], kind: str, options: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """``--backend milvus --uri URI`` is ``--index milvus --index-option uri=URI``."""
+    from ..errors import UsageError
+
+    if backend not in ("local", "milvus"):
+        raise UsageError(f"--backend {backend!r}: expected local or milvus")
+    if backend == "local":
+        if uri is not None:
+            raise UsageError("--uri names a Milvus database: give it with --backend milvus")
+        return kind, options
+    if kind not in ("exact", "milvus"):
+        raise UsageError(
+            f"--backend milvus keeps vectors in Milvus: choose its index with --index-option index_type=..., "
+            f"not --index {kind}"
+        )
+    if uri is None and "uri" not in options:
+        raise UsageError("--backend milvus needs --uri: a Milvus Lite file (*.db) or a server address")
+    return "milvus", {**options, **({"uri": uri} if uri is not None else {})}

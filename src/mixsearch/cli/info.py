@@ -15,4 +15,7 @@ def info(index_dir: Path = typer.Argument(..., help="An index folder.")) -> None
     """Show what an index holds: model, calibration, documents, what was skipped."""
     from .. import open_index
 
-    typer.echo(json.dumps(open_index(index_dir).manifest, indent=2, ensure_ascii=False))
+    index = open_index(index_dir)
+    where = getattr(index.index, "info", None)  # a kind that lives elsewhere says where (milvus: uri, collection)
+    manifest = index.manifest if where is None else {**index.manifest, "backend": where()}
+    typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))

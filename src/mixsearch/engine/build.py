@@ -24,7 +24,8 @@ from ..embedding import EmbeddingCache, embed, open_cache
 from ..embedding.distributed import RayOptions, fill_cache_on_ray, ray_options
 from ..encoders import Encoder, load_encoder
 from ..errors import InputError, require
-from ..index import build_index_of_kind, index_kind
+from ..index import build_index_of_kind
+from ..index.base import check_index_options
 from ..ingest import check_id, read_corpus
 from ..types import DOCUMENT_MODALITIES, MODALITIES, Document, Problem
 from . import store
@@ -102,7 +103,7 @@ def build_index(
     started = time.perf_counter()
     out = Path(out)
     store.check_out_folder(out, corpus)
-    index_kind(kind)  # an unknown kind fails before any work
+    check_index_options(kind, index_options)  # an unknown kind, or an unreachable server, fails before any work
     on_ray = ray_options(ray)
     if on_ray:  # a missing extra fails now, not after the corpus is read
         require("ray.data", "ray", "encoding on a Ray cluster")

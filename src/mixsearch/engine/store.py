@@ -55,6 +55,7 @@ import numpy as np
 
 from ..errors import InputError, VectorIndexError
 from ..index import ExactIndex, VectorIndex, load_index
+from ..index.base import discard_index
 from ..types import MEDIA, Document
 
 FORMAT = "mixsearch-index/3"
@@ -215,9 +216,11 @@ def files_of(folder: Path, manifest: dict) -> dict[str, Path]:
 
 
 def clear(paths: Sequence[Path]) -> None:
-    """Remove files or folders (orphans of a change that died before its commit)."""
+    """Remove files or folders (orphans of a change that died before its commit, old generations);
+    an index folder's kind first frees what it holds elsewhere (``discard_index``: a Milvus collection)."""
     for p in paths:
         if p.is_dir() and not p.is_symlink():
+            discard_index(p)
             shutil.rmtree(p)
         else:
             p.unlink(missing_ok=True)

@@ -150,7 +150,7 @@ def register_index(cls: type[VectorIndex]) -> type[VectorIndex]:
 
 def index_kind(kind: str) -> type[VectorIndex]:
     """The class of an index kind, with an error naming the known ones."""
-    from . import exact  # noqa: F401 - registers the built-in kind
+    from . import exact, milvus  # noqa: F401 - register the built-in kinds (milvus imports pymilvus only when used)
 
     if kind not in INDEX_KINDS:
         raise VectorIndexError(f"unknown index kind {kind!r} (known: {', '.join(INDEX_KINDS)})")
@@ -160,6 +160,29 @@ def index_kind(kind: str) -> type[VectorIndex]:
 def load_index(folder: Path, kind: str) -> VectorIndex:
     """Open the index of kind ``kind`` saved in ``folder``."""
     return index_kind(kind).load(folder)
+
+
+# -- optional hooks of a kind (an index kind may define them; exact needs neither) -----------------
+#
+# ``check_options(options)`` (classmethod): check the options and reach what they name (a server)
+# before a build does any work. ``discard(folder)`` (classmethod): free what a saved index holds
+# outside its folder (a server's collection) before the engine removes that folder.
+
+
+def check_index_options(kind: str, options: Mapping[str, object] | None) -> None:
+    """Fail early, before any encoding, for an unknown kind or options its ``check_options`` refuses."""
+    check = getattr(index_kind(kind), "check_options", None)
+    if check is not None:
+        check(options)
+
+
+def discard_index(folder: Path) -> None:
+    """Let every kind with a ``discard`` hook free what the index saved in ``folder`` holds elsewhere."""
+    index_kind("exact")  # the built-in kinds registered
+    for cls in list(INDEX_KINDS.values()):
+        discard = getattr(cls, "discard", None)
+        if discard is not None:
+            discard(folder)
 
 
 def build_index_of_kind(

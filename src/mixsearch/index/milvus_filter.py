@@ -1,0 +1,201 @@
+"""Filters as Milvus boolean expressions: ``Filter.modality`` and ``Filter.where`` (SQL) translated.
+
+``where`` is parsed with sqlglot (DuckDB's dialect, the one the local store evaluates it in) and
+rewritten into Milvus's expression language. SQL keeps a row only where the condition is TRUE,
+with NULL (a missing value) neither true nor false; Milvus's ``not`` and ``not in`` treat a null as
+false and so would keep it (``NOT (year IN (2020))`` on a row without a year). The translation
+therefore pushes every NOT down to the comparisons (``NOT year > 5`` -> ``year <= 5``) and guards
+the negations Milvus gets wrong with ``is not null``, so both engines keep the same rows.
+
+Translated: comparisons (``= <> != < <= > >=``), AND, OR, NOT, [NOT] IN (a list of literals),
+[NOT] BETWEEN, [NOT] LIKE, IS [NOT] NULL, IS [NOT] TRUE/FALSE, a bare boolean column, string,
+number and boolean literals. Anything else (functions, arithmetic, subqueries, ILIKE...) is a
+``UsageError`` naming the construct; a field the index does not keep is one naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable
+
+from ..errors import UsageError, require
+
+#: SQL comparison (sqlglot class name) -> (Milvus operator, the operator of its negation).
+_COMPARISONS = {
+    "EQ": ("==", "!="),
+    "NEQ": ("!=", "=="),
+    "GT": (">", "<="),
+    "GTE": (">=", "<"),
+    "LT": ("<", ">="),
+    "LTE": ("<=", ">"),
+}
+#: The same with the sides swapped (``5 < year`` -> ``year > 5``).
+_MIRRORED = {"==": "==", "!=": "!=", ">": "<", ">=": "<=", "<": ">", "<=": ">="}
+
+
+def modality_expression(modalities: Iterable[str]) -> str:
+    """``modality in ["image", "text"]``."""
+    return f"modality in {_list(sorted(modalities))}"
+
+
+def where_to_milvus(where: str, fields: Collection[str]) -> str:
+    """The Milvus boolean expression keeping the rows the SQL condition ``where`` keeps.
+
+    ``fields``: the names the index keeps (a name outside them is a ``UsageError``).
+    """
+    sqlglot = require("sqlglot", "milvus", "translating a where filter for Milvus")
+    from sqlglot.errors import ParseError
+
+    if not isinstance(where, str) or not where.strip():
+        raise UsageError(f"where: expected an SQL condition, got {where!r}")
+    try:
+        tree = sqlglot.parse_one(where, dialect="duckdb")
+    except ParseError as err:
+        raise UsageError(f"where {where!r} is not a valid SQL condition: {err}") from None
+    return _Translator(where, fields).true(tree)
+
+
+class _Translator:
+    """Two mutually recursive views of a condition: where it is TRUE, and where it is FALSE."""
+
+    def __init__(self, where: str, fields: Collection[str]):
+        self.where = where
+        self.fields = set(fields)
+
+    def fail(self, node, why: str = "cannot be translated to a Milvus filter") -> UsageError:
+        return UsageError(f"where {self.where!r}: {node.sql(dialect='duckdb')!r} ({type(node).__name__}) {why}")
+
+    def true(self, node) -> str:
+        """Milvus expression for the rows where ``node`` is TRUE."""
+        from sqlglot import exp
+
+        if isinstance(node, exp.Paren):
+            return self.true(node.this)
+        if isinstance(node, exp.And):
+            return f"({self.true(node.this)} and {self.true(node.expression)})"
+        if isinstance(node, exp.Or):
+            return f"({self.true(node.this)} or {self.true(node.expression)})"
+        if isinstance(node, exp.Not):
+            return self.false(node.this)
+        return self.atom(node, negate=False)
+
+    def false(self, node) -> str:
+        """Milvus expression for the rows where ``node`` is FALSE (not NULL)."""
+        from sqlglot import exp
+
+        if isinstance(node, exp.Paren):
+            return self.false(node.this)
+        if isinstance(node, exp.And):
+            return f"({self.false(node.this)} or {self.false(node.expression)})"
+        if isinstance(node, exp.Or):
+            return f"({self.false(node.this)} and {self.false(node.expression)})"
+        if isinstance(node, exp.Not):
+            return self.true(node.this)
+        return self.atom(node, negate=True)
+
+    def atom(self, node, negate: bool) -> str:
+        from sqlglot import exp
+
+        kind = type(node).__name__
+        if kind in _COMPARISONS:
+            return self.comparison(node, _COMPARISONS[kind][negate])
+        if isinstance(node, exp.In):
+            if node.args.get("query") is not None or node.args.get("unnest") is not None:
+                raise self.fail(node, "(a subquery) cannot be translated to a Milvus filter")
+            column = self.column(node.this)
+            values = _list([self.literal(v, node) for v in node.expressions])
+            return f"({column} is not null and {column} not in {values})" if negate else f"{column} in {values}"
+        if isinstance(node, exp.Between):
+            column = self.column(node.this)
+            low, high = self.literal(node.args["low"], node), self.literal(node.args["high"], node)
+            if negate:
+                return f"({column} < {_value(low)} or {column} > {_value(high)})"
+            return f"({column} >= {_value(low)} and {column} <= {_value(high)})"
+        if isinstance(node, exp.Like):
+            if node.args.get("escape") is not None:
+                raise self.fail(node, "(LIKE ... ESCAPE) cannot be translated to a Milvus filter")
+            column, pattern = self.column(node.this), self.literal(node.expression, node)
+            if not isinstance(pattern, str):
+                raise self.fail(node, "needs a text pattern")
+            negate ^= bool(node.args.get("negate"))
+            like = f"{column} like {_value(pattern)}"
+            return f"({column} is not null and not ({like}))" if negate else like
+        if isinstance(node, exp.Escape) and isinstance(node.this, exp.Like):
+            raise self.fail(node, "(LIKE ... ESCAPE) cannot be translated to a Milvus filter")
+        if isinstance(node, exp.Is):
+            column = self.column(node.this)
+            if isinstance(node.expression, exp.Null):
+                return f"{column} is not null" if negate else f"{column} is null"
+            if isinstance(node.expression, exp.Boolean):
+                value = _value(bool(node.expression.this))
+                # IS TRUE is never NULL: its negation holds where the value is the other one or null
+                return f"({column} is null or {column} != {value})" if negate else f"{column} == {value}"
+            raise self.fail(node)
+        if isinstance(node, exp.Column):  # a boolean column on its own: WHERE flag
+            return f"{self.column(node)} == {_value(not negate)}"
+        if isinstance(node, exp.Boolean):
+            return _value(bool(node.this) != negate)
+        raise self.fail(node)
+
+    def comparison(self, node, op: str) -> str:
+        from sqlglot import exp
+
+        left, right = node.this, node.expression
+        if isinstance(left, exp.Null) or isinstance(right, exp.Null):
+            raise self.fail(node, "compares with NULL, which is never true in SQL: use IS NULL / IS NOT NULL")
+        if isinstance(left, exp.Column) and isinstance(right, exp.Column):
+            return f"{self.column(left)} {op} {self.column(right)}"
+        if isinstance(left, exp.Column):
+            return f"{self.column(left)} {op} {_value(self.literal(right, node))}"
+        if isinstance(right, exp.Column):
+            return f"{self.column(right)} {_MIRRORED[op]} {_value(self.literal(left, node))}"
+        raise self.fail(node, "compares no field of the index")
+
+    def column(self, node) -> str:
+        from sqlglot import exp
+
+        if not isinstance(node, exp.Column) or node.table:
+            raise self.fail(node, "is not a field name (only fields are compared with values)")
+        name = node.name
+        if name not in self.fields:
+            raise UsageError(
+                f"where {self.where!r}: unknown field {name!r}; the index keeps {', '.join(sorted(self.fields))}"
+            )
+        return name
+
+    def literal(self, node, context) -> object:
+        """A Python value (str, int, float, bool) from a literal (or a negated number)."""
+        from sqlglot import exp
+
+        if isinstance(node, exp.Paren):
+            return self.literal(node.this, context)
+        if isinstance(node, exp.Neg):
+            value = self.literal(node.this, context)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return -value
+        elif isinstance(node, exp.Boolean):
+            return bool(node.this)
+        elif isinstance(node, exp.Literal):
+            if node.is_string:
+                return str(node.this)
+            text = str(node.this)
+            try:
+                return int(text)
+            except ValueError:
+                return float(text)
+        elif isinstance(node, exp.Null):
+            raise self.fail(context, "uses NULL as a value: use IS NULL / IS NOT NULL")
+        raise self.fail(node, "is not a literal (text, number or boolean)")
+
+
+def _value(value: object) -> str:
+    """A Python literal as Milvus writes it (strings JSON-quoted: Milvus reads the same escapes)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _list(values: Iterable[object]) -> str:
+    return "[" + ", ".join(_value(v) for v in values) + "]"
