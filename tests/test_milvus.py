@@ -294,6 +294,17 @@ def test_build_search_recalibrate_like_the_exact_index(tiny_clip, mixed_corpus, 
     assert f"{stem}_g2" in collections(milvus_uri) and f"{stem}_g1" not in collections(milvus_uri)
     assert not (tmp_path / "m" / "index-1").exists()
 
+    # add and delete through the engine: a new collection per change, the same answers as exact
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"id": "new", "text": "a dog on the beach"}) + "\n")
+    for index in (reopened, exact):
+        assert index.add(extra, progress=False).added == 1
+        assert index.delete(["t0", "i1"]) == 2
+    assert len(reopened) == len(exact) == 12 and reopened.manifest["documents"] == exact.manifest["documents"]
+    same(reopened, exact)
+    same(open_index(tmp_path / "m", encoder=enc), exact)
+    assert f"{stem}_g4" in collections(milvus_uri) and f"{stem}_g3" not in collections(milvus_uri)
+
 
 @needs_milvus
 def test_a_failure_mid_upsert_leaves_the_old_generation_searchable(

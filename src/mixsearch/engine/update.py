@@ -120,7 +120,9 @@ def add_documents(
             vector_index.add(vectors, ids, _fields_for(index, table))
             deleted = _deleted(index.data, replaced, len(docs))
             report.added, report.replaced = len(docs), len(replaced)
-            manifest, vector_index = _finish(index, current, generation, files, segments, deleted, vector_index)
+            manifest, vector_index = _finish(
+                index, current, generation, files, segments, deleted, vector_index, added=docs
+            )
             report.compacted = manifest.get("compacted_at") == generation
             report.seconds = time.perf_counter() - started
             manifest["updated"] = {
@@ -228,6 +230,7 @@ def _finish(
     segments: list[dict],
     deleted: np.ndarray,
     vector_index,
+    added: Sequence[Document] | None = None,
 ) -> tuple[dict, VectorIndex]:
     """Write the deleted rows, the index and the calibration of the new generation (compacting
     everything when most stored rows are deleted); returns its manifest and vector index."""
@@ -252,17 +255,29 @@ def _finish(
         np.save(files["documents"] / "deleted.npy", np.flatnonzero(deleted).astype(np.int64))
     vector_index.save(files["index"])
     save_calibration(index.calibrator, files["calibration"])
-    live_ids = list(vector_index.ids)
-    modality = np.asarray(vector_index.fields["modality"]) if hasattr(vector_index, "fields") else None
+    live_ids, modality = _live_rows(index, deleted, added or [])
     manifest = store.record_files(current, generation)
     manifest["segments"] = segments
     manifest["integrity"] = {"ids_sha256": store.ids_checksum(live_ids)}
-    counts = {m: int((modality == m).sum()) for m in DOCUMENT_MODALITIES} if modality is not None else {}
+    counts = {m: int((modality == m).sum()) for m in DOCUMENT_MODALITIES}
     manifest["documents"] = {"total": len(live_ids), **counts}
     manifest["updated"] = {"at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
     if compact:
         manifest["compacted_at"] = generation
     return manifest, vector_index
+
+
+def _live_rows(index: MixIndex, deleted: np.ndarray, added: Sequence[Document]) -> tuple[list[str], np.ndarray]:
+    """The ids and modalities of the new generation's live documents, in row order, from the
+    document data (every index kind keeps its rows in this order; not all of them can list ids)."""
+    stored = index.data.stored
+    ids = np.empty(stored + len(added), dtype=object)
+    modality = np.empty(stored + len(added), dtype=object)
+    before = np.arange(stored) if index.data.deleted is None else np.flatnonzero(~index.data.deleted)
+    ids[before], modality[before] = index.ids, index.modality
+    ids[stored:] = [d.id for d in added]
+    modality[stored:] = [d.modality for d in added]
+    return [str(i) for i in ids[~deleted]], modality[~deleted].astype(str)
 
 
 def _compact(files: dict[str, Path], segments: list[dict], deleted: np.ndarray) -> list[dict]:
