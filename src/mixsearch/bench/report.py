@@ -41,7 +41,38 @@ def write_report(result: dict, out: str | Path) -> dict[str, Path]:
 
 
 def _fmt(x) -> str:
-    return "" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
+    return "n/a" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def _metric(row: dict, name: str) -> float | None:
+    """A row's metric, None where its method could not apply."""
+    return None if row.get("metrics") is None else row["metrics"][name]
+
+
+def _notes(rows: Sequence[dict]) -> list[str]:
+    """One line per (method, note) of rows whose method could not apply or could not change anything."""
+    seen = dict.fromkeys((r["variant"], r["note"]) for r in rows if r.get("note"))
+    return [f"- `{variant}`: {note}" for variant, note in seen]
+
+
+def methods_table(rows: Sequence[dict], metric: str = MAIN_METRIC) -> str:
+    """Every setting x method in one table: setting 3's number, and settings 1 and 2 averaged over
+    their grid (n/a where the method could not apply at some point of it)."""
+    what = {1: "mean over p", 2: "mean over alpha", 3: "mixed corpus"}
+    rows = [r for r in rows if "pushdown" not in r["variant"]]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    values: dict[tuple[str, str, str], list[float | None]] = {}
+    for r in rows:
+        key = (r["model"], f"{r['setting']} ({what[r['setting']]})", r["variant"])
+        values.setdefault(key, []).append(_metric(r, metric))
+    lines = list(dict.fromkeys(k[:2] for k in values))
+
+    def cell(v: list[float | None]) -> float | None:
+        return None if not v or any(x is None for x in v) else sum(v) / len(v)  # type: ignore[arg-type]
+
+    return _table(
+        ["model", "setting", *variants], [[*k, *[cell(values.get((*k, v), [])) for v in variants]] for k in lines]
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
@@ -92,8 +123,10 @@ def markdown(result: dict) -> str:
         parts.append(f"- timings (s): {json.dumps(run['timings'])}")
         rows = run["rows"]
         s3 = [r for r in rows if r["setting"] == 3]
+        if len({r.get("method") for r in rows}) > 2:
+            parts += ["", f"### Calibration methods, {MAIN_METRIC} (trec_eval)", "", methods_table(rows)]
+            parts += ["", *_notes(rows), "", "README 'Calibration methods' says what each method does."]
         if s3:
-            metrics = list(s3[0]["metrics"])
             parts += [
                 "",
                 "### Setting 3: mixed corpus",
@@ -102,12 +135,14 @@ def markdown(result: dict) -> str:
                 f"{s3[0]['queries']} judged queries.",
                 "",
             ]
+            metrics = list(next((r["metrics"] for r in s3 if r.get("metrics")), {}))
             parts.append(
                 _table(
                     ["model", "variant", *metrics],
-                    [[r["model"], r["variant"], *[r["metrics"][m] for m in metrics]] for r in s3],
+                    [[r["model"], r["variant"], *[_metric(r, m) for m in metrics]] for r in s3],
                 )
             )
+            parts += ["", *_notes(s3)] if _notes(s3) else []
         for setting, key, title in (
             (1, "p", "Setting 1: text documents replaced with probability p"),
             (2, "alpha", "Setting 2: image+text documents, text weight alpha"),
@@ -121,14 +156,10 @@ def markdown(result: dict) -> str:
                 mine = [r for r in sel if r["model"] == model]
                 variants = list(dict.fromkeys(r["variant"] for r in mine))
                 grid = list(dict.fromkeys(r[key] for r in mine))
-                table = {(r[key], r["variant"]): r["metrics"] for r in mine}
+                table = {(r[key], r["variant"]): _metric(r, MAIN_METRIC) for r in mine}
                 parts += [f"`{model}`, {MAIN_METRIC} (trec_eval; [paper] variant in results.json):", ""]
-                parts.append(
-                    _table(
-                        [key, *variants], [[f"{g:g}", *[table[(g, v)][MAIN_METRIC] for v in variants]] for g in grid]
-                    )
-                )
-                parts.append("")
+                parts.append(_table([key, *variants], [[f"{g:g}", *[table[(g, v)] for v in variants]] for g in grid]))
+                parts += ["", *_notes(mine), ""] if _notes(mine) else [""]
     if any(run.get("problems") for run in result["runs"]):
         parts += ["", "## Problems (first 20 per dataset)", ""]
         for run in result["runs"]:
@@ -160,7 +191,11 @@ def write_plots(result: dict, folder: Path) -> list[Path]:
                 mine = [r for r in sel if r["dataset"] == dataset and r["model"] == model]
                 fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
                 for variant in dict.fromkeys(r["variant"] for r in mine):
-                    pts = sorted((r[key], r["metrics"][MAIN_METRIC]) for r in mine if r["variant"] == variant)
+                    pts = sorted(
+                        (r[key], r["metrics"][MAIN_METRIC]) for r in mine if r["variant"] == variant and r["metrics"]
+                    )
+                    if not pts:  # the method could not apply (a note in report.md says why)
+                        continue
                     style = "--" if "pushdown" in variant else "-"
                     ax.plot([x for x, _ in pts], [y for _, y in pts], style, marker="o", label=variant)
                 title = f"{dataset} — {Path(model).name}"

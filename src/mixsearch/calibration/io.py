@@ -1,8 +1,11 @@
-"""The calibration file: a small safetensors file of per-role means plus metadata.
+"""The calibration file: a small safetensors file of per-role statistics plus metadata.
 
-Tensors ``mean.<role>`` hold the means; the metadata records the method, alpha, the model the
-means belong to (name, fingerprint, dimension), how many items each mean saw, and where they came
-from, so a file can be checked before it is applied.
+Tensors ``mean.<role>`` hold the means, ``std.<role>`` the per-dimension standard deviations
+(``standardize``), ``score_mean.<modality>`` and ``score_std.<modality>`` the score statistics of
+each document modality (``zscore``). The metadata records the method and its parameters (alpha,
+``lambda`` of ``shift``, ``rrf_k``), the model the statistics belong to (name, fingerprint,
+dimension), how many items each mean saw, and where they came from, so a file can be checked
+before it is applied. Files written before the other methods existed (means only) still load.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from ..config import MODELS_DIR
 from ..errors import CalibrationError, MixsearchError
-from .core import Calibrator
+from .core import RRF_K, Calibrator
 
 FORMAT = "mixsearch-calibration/1"
 
@@ -26,10 +29,16 @@ def save_calibration(calibrator: Calibrator, path: str | Path, *, provenance: di
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"mean.{role}": np.ascontiguousarray(m, dtype=np.float32) for role, m in calibrator.means_.items()}
+    tensors.update({f"std.{role}": np.ascontiguousarray(s, dtype=np.float32) for role, s in calibrator.stds_.items()})
+    for modality, (mu, sigma) in calibrator.score_stats_.items():
+        tensors[f"score_mean.{modality}"] = np.array([mu], dtype=np.float64)
+        tensors[f"score_std.{modality}"] = np.array([sigma], dtype=np.float64)
     meta = {
         "format": FORMAT,
         "method": calibrator.method,
         "alpha": repr(calibrator.alpha),
+        "lambda": repr(calibrator.shift_lambda),
+        "rrf_k": repr(calibrator.rrf_k),
         "model": json.dumps(calibrator.fitted_for),
         "counts": json.dumps(calibrator.counts_),
         "dim": str(calibrator.dim_ or ""),
@@ -62,6 +71,8 @@ def load_calibration(path: str | Path) -> Calibrator:
         cal = Calibrator(
             method=meta["method"],
             alpha=float(meta.get("alpha", "0.5")),
+            shift_lambda=float(meta.get("lambda", "1.0")),
+            rrf_k=float(meta.get("rrf_k", repr(float(RRF_K)))),
             fitted_for=json.loads(meta.get("model", "{}")),
             provenance=json.loads(meta.get("provenance", "{}")),
             zero_roles=json.loads(meta.get("zero_roles", "[]")),
@@ -69,8 +80,16 @@ def load_calibration(path: str | Path) -> Calibrator:
         counts = json.loads(meta.get("counts", "{}"))
         for key, value in tensors.items():
             if key.startswith("mean."):
-                cal.set_mean(key[len("mean.") :], value, int(counts.get(key[len("mean.") :], 1)))
-    except (MixsearchError, KeyError, TypeError, ValueError) as err:
+                role = key[len("mean.") :]
+                cal.set_mean(role, value, int(counts.get(role, 1)), tensors.get(f"std.{role}"))
+        stats = {
+            key[len("score_mean.") :]: (float(value[0]), float(tensors[f"score_std.{key[len('score_mean.') :]}"][0]))
+            for key, value in tensors.items()
+            if key.startswith("score_mean.")
+        }
+        if stats or cal.method == "zscore":
+            cal.set_score_stats(stats)
+    except (MixsearchError, KeyError, TypeError, ValueError, IndexError) as err:
         raise CalibrationError(f"{path}: unusable calibration file ({err})") from None
     return cal
 

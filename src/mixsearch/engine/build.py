@@ -76,6 +76,7 @@ def build_index(
     *,
     calibration: CalibrationSpec = None,
     alpha: float = 0.5,
+    method: str | None = None,
     kind: str = "exact",
     index_options: Mapping[str, object] | None = None,
     cache_dir: str | Path | None = None,
@@ -86,6 +87,8 @@ def build_index(
     ``corpus``: a JSON Lines file, a folder of files, or ``Document`` objects.
     ``calibration``: a ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None to
     fit document means on this corpus (the query mean then borrows the text mean).
+    ``method``: the calibration method (``calibration.METHODS``; default ``mean`` when fitting on
+    the corpus, else the calibration's own), applied to the given or fitted statistics.
     ``kind``: the vector index kind (see ``mixsearch.index.INDEX_KINDS``); ``index_options``: its
     settings (recorded in the manifest, and used again whenever the index is rebuilt).
 
@@ -100,7 +103,7 @@ def build_index(
     index_kind(kind)  # an unknown kind fails before any work
     Calibrator(alpha=alpha)  # so does an impossible alpha
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
-    prepared, source = prepare_calibration(calibration, encoder.info(), alpha)
+    prepared, source = prepare_calibration(calibration, encoder.info(), alpha, method)
     existed = out.exists()
     with store.writing(out):
         current = store.read_manifest(out) if store.is_index(out) else None
@@ -119,7 +122,7 @@ def build_index(
             if not docs:
                 raise _nothing_to_index(corpus_name, report)
             if prepared is not None:  # a missing mean fails now, not after hours of encoding
-                require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim)
+                require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim, {d.modality for d in docs})
             files["raw"].mkdir()
             cache = open_cache(encoder, cache_dir)
             try:
@@ -131,7 +134,9 @@ def build_index(
                 raise _nothing_to_index(corpus_name, report)
             present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
             if prepared is None:  # fit on this corpus, now that it is encoded
-                calibrator, source = resolve_calibration(None, encoder.info(), raw, present, alpha, report.notes)
+                calibrator, source = resolve_calibration(
+                    None, encoder.info(), raw, present, alpha, report.notes, method
+                )
             else:
                 calibrator = prepared
             # fused into a memory map, so a large corpus never needs its vectors in RAM at once
