@@ -5,7 +5,8 @@ and the relevant items marked: the GR-CLIP paper's appendix F, for any model).
 Files written into the output folder:
   results.json      every number, with the configuration, calibration provenance and machine
   report.md         the tables (setting 3: the MixBench table; settings 1 and 2: the curves as tables)
-  plots/*.png       setting 1 NDCG@10-vs-p (the U-curve) and setting 2 NDCG@10-vs-alpha
+  plots/*.png       setting 1 NDCG@10-vs-p (the U-curve) and setting 2 NDCG@10-vs-alpha, a line per
+                    method; setting 3 a bar per method
   cases.html        the case study; thumbnails are small JPEGs embedded as base64, so the page is
                     one file that opens anywhere
 """
@@ -50,9 +51,21 @@ def _metric(row: dict, name: str) -> float | None:
 
 
 def _notes(rows: Sequence[dict]) -> list[str]:
-    """One line per (method, note) of rows whose method could not apply or could not change anything."""
-    seen = dict.fromkeys((r["variant"], r["note"]) for r in rows if r.get("note"))
-    return [f"- `{variant}`: {note}" for variant, note in seen]
+    """One line per (method, note) of rows whose method could not apply or could not change
+    anything, with the settings (and grid points) it holds for."""
+    where: dict[tuple[str, str], dict[int, list[str]]] = {}
+    for r in rows:
+        if r.get("note"):
+            point = f"{r['p']:g}" if r["setting"] == 1 else f"{r['alpha']:g}" if r["setting"] == 2 else ""
+            where.setdefault((r["variant"], r["note"]), {}).setdefault(r["setting"], []).append(point)
+    out = []
+    for (variant, note), settings in where.items():
+        at = [
+            f"setting {s}" + (f" ({'p' if s == 1 else 'alpha'} = {', '.join(dict.fromkeys(pts))})" if s != 3 else "")
+            for s, pts in settings.items()
+        ]
+        out.append(f"- `{variant}` ({'; '.join(at)}): {note}")
+    return out
 
 
 def methods_table(rows: Sequence[dict], metric: str = MAIN_METRIC) -> str:
@@ -209,7 +222,37 @@ def write_plots(result: dict, folder: Path) -> list[Path]:
                 fig.savefig(path)
                 plt.close(fig)
                 written.append(path)
+    for dataset in dict.fromkeys(r["dataset"] for r in rows if r["setting"] == 3):
+        written.append(_setting3_bars(plt, [r for r in rows if r["setting"] == 3 and r["dataset"] == dataset], folder))
     return written
+
+
+def _setting3_bars(plt, rows: list[dict], folder: Path) -> Path:
+    """Setting 3: one bar per method (variant), grouped by model; n/a bars are left out and labelled."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(variants) * len(models)), 4), dpi=100)
+    for vi, variant in enumerate(variants):
+        for mi, model in enumerate(models):
+            row = next((r for r in rows if r["model"] == model and r["variant"] == variant), None)
+            x = mi + (vi - (len(variants) - 1) / 2) * width
+            value = None if row is None else _metric(row, MAIN_METRIC)
+            if value is None:
+                ax.text(x, 0.01, "n/a", ha="center", va="bottom", fontsize=8, rotation=90)
+                continue
+            ax.bar(x, value, width, color=f"C{vi}", label=variant if mi == 0 else None)
+            ax.text(x, value, f"{value:.3f}", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(range(len(models)), [Path(m).name for m in models])
+    ax.set(ylabel=f"{MAIN_METRIC} (trec_eval)", title=f"{rows[0]['dataset']} — setting 3 (mixed corpus)")
+    ax.set_ylim(0, 1.1 * max((_metric(r, MAIN_METRIC) or 0) for r in rows) + 0.05)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = folder / f"setting3_{_slug(rows[0]['dataset'])}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _slug(name: str) -> str:
