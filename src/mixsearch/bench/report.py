@@ -249,7 +249,7 @@ def _setting3_bars(plt, rows: list[dict], folder: Path) -> Path:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path = folder / f"setting3_{_slug(rows[0]['dataset'])}.png"
+    path = folder / f"setting3_{_slug(rows[0]['dataset'])}_methods.png"
     fig.savefig(path)
     plt.close(fig)
     return path
