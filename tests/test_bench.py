@@ -289,7 +289,7 @@ def test_captions_settings_1_2_3_end_to_end(tiny_clip, captions, tmp_path):
     result, paths = B.bench(captions, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1, 2, 3)))
     out = tmp_path / "out"
     assert all((out / name).is_file() for name in ("results.json", "report.md", "cases.html"))
-    assert sorted(p.name.split("_caps_")[0] for p in out.glob("plots/*.png")) == ["alpha_curve", "u_curve"]
+    assert sorted(p.name.split("_caps_")[0] for p in out.glob("plots/*.png")) == ["alpha_curve", "setting3", "u_curve"]
     assert not (out / "work").exists()  # the per-setting indexes are scratch
     data = json.loads((out / "results.json").read_text())
     run = data["runs"][0]

@@ -17,6 +17,7 @@ class BenchConfig:
     """What a benchmark run does: settings and their grids, seed, sample sizes, metrics, devices."""
 
     settings: tuple[int, ...] = (3,)
+    methods: tuple[str, ...] = ("none", "mean")  # calibration methods compared (calibration.METHODS)
     p_grid: tuple[float, ...] = DEFAULT_GRID
     alpha_grid: tuple[float, ...] = DEFAULT_GRID
     replace: str = "image"  # setting 1: "image", "audio", "video" or "screenshot"

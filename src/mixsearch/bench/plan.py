@@ -190,7 +190,7 @@ def fit_plan(
         ]
         shot = fit_calibration(encoder, {"image": paths}, cache_dir=cfg.cache_dir, progress=cfg.progress)
         screens = copy.deepcopy(cal)
-        screens.set_mean("image", shot.means_["image"], shot.counts_["image"])
+        screens.copy_role("image", "image", of=shot)  # mean, std and score sample of the screenshots
         screens.provenance = {**cal.provenance, "image_mean": f"screenshots of {len(paths)} calibration texts"}
         record["screenshot_image_mean"] = (
             f"setting 1 uses an image mean fitted on screenshots of {len(paths)} calibration texts"

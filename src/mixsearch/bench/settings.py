@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..calibration import Calibrator
-from ..errors import BenchError
+from ..errors import BenchError, CalibrationError
 from ..progress import progress_bar
 from ..types import Document
 from .config import BenchConfig
@@ -83,8 +83,38 @@ def _plain(alpha: float) -> Calibrator:
     return Calibrator("none", alpha)
 
 
-def _metric_rows(engine: ModelRun, hits: dict, qrels: dict, **fields) -> dict:
-    return {**fields, "queries": len(qrels), "metrics": engine.score(hits, qrels)}
+#: The row label of a method: ``none`` and ``mean`` keep the names reports have always used.
+LABELS = {"none": "plain", "mean": "calibrated"}
+
+
+def variants(cfg: BenchConfig, cal: Calibrator, alpha: float) -> list[tuple[str, str, Calibrator]]:
+    """``(label, method, calibrator)`` of every method asked (``cfg.methods``), all from the one
+    fit of the plan's calibration set (``Calibrator.with_method``)."""
+    out = []
+    for m in cfg.methods:
+        c = _plain(alpha) if m == "none" else cal if m == cal.method else cal.with_method(m)
+        if m == "zscore":
+            c.alpha = alpha
+            c.score_stats_  # noqa: B018 - fitted once here, not again in every view's copy
+        out.append((LABELS.get(m, m), m, c))
+    return out
+
+
+def _ranked(engine: ModelRun, idx, c: Calibrator, alpha: float, pushdown: bool = False) -> tuple[dict | None, str]:
+    """``engine.rank``, or None with why when the method cannot apply to this corpus (and a note
+    when it applies but cannot change anything)."""
+    try:
+        hits = engine.rank(idx, c, alpha, pushdown=pushdown)
+    except CalibrationError as err:
+        return None, f"n/a: {err}"
+    if c.score_level and len(set(idx.modality.tolist())) == 1:
+        return hits, "one document modality: ranks as none"
+    return hits, ""
+
+
+def _row(engine: ModelRun, hits: dict | None, note: str, qrels: dict, **fields) -> dict:
+    row = {**fields, "queries": len(qrels), "metrics": None if hits is None else engine.score(hits, qrels)}
+    return {**row, "note": note} if note else row
 
 
 def setting1(engine: ModelRun, cal: Calibrator):
@@ -117,18 +147,16 @@ def setting1(engine: ModelRun, cal: Calibrator):
         idx = engine.index(docs, "setting1")
         qrels = engine.qrels_for(idx)
         counts = corpus_counts(docs)
-        results = {}
-        for variant, c in (("plain", _plain(cfg.alpha)), ("calibrated", cal)):
-            hits = engine.rank(idx, c, cfg.alpha)
-            results[variant] = hits
-            rows.append(_metric_rows(engine, hits, qrels, variant=variant, p=p, corpus=counts, replace=cfg.replace))
-            pushed = engine.rank(idx, c, cfg.alpha, pushdown=True)
-            rows.append(
-                _metric_rows(
-                    engine, pushed, qrels, variant=f"{variant}+pushdown", p=p, corpus=counts, replace=cfg.replace
-                )
-            )
-        if p == case_p:
+        results: dict[str, dict] = {}
+        for variant, method, c in variants(cfg, cal, cfg.alpha):
+            hits, note = _ranked(engine, idx, c, cfg.alpha)
+            results[variant] = hits or {}
+            common = dict(method=method, p=p, corpus=counts, replace=cfg.replace)
+            rows.append(_row(engine, hits, note, qrels, variant=variant, **common))
+            if method in ("none", "mean"):  # pushdown: a baseline for the vector methods that started it
+                pushed, note = _ranked(engine, idx, c, cfg.alpha, pushdown=True)
+                rows.append(_row(engine, pushed, note, qrels, variant=f"{variant}+pushdown", **common))
+        if p == case_p and results.get("plain") and results.get("calibrated"):
             case = _cases(engine, f"setting 1, p = {p} ({cfg.replace})", results["plain"], results["calibrated"], qrels)
     return rows, case
 
@@ -146,12 +174,14 @@ def setting2(engine: ModelRun, cal: Calibrator):
     rows, case = [], None
     case_alpha = _nearest(cfg.alpha_grid, cfg.alpha)
     for alpha in cfg.alpha_grid:
-        results = {}
-        for variant, c in (("plain", _plain(alpha)), ("calibrated", cal)):
-            hits = engine.rank(idx, c, alpha)
-            results[variant] = hits
-            rows.append(_metric_rows(engine, hits, qrels, variant=variant, alpha=alpha, corpus=corpus_counts(docs)))
-        if alpha == case_alpha:
+        results: dict[str, dict] = {}
+        for variant, method, c in variants(cfg, cal, alpha):
+            hits, note = _ranked(engine, idx, c, alpha)
+            results[variant] = hits or {}
+            rows.append(
+                _row(engine, hits, note, qrels, variant=variant, method=method, alpha=alpha, corpus=corpus_counts(docs))
+            )
+        if alpha == case_alpha and results.get("plain") and results.get("calibrated"):
             case = _cases(engine, f"setting 2, alpha = {alpha}", results["plain"], results["calibrated"], qrels)
     return rows, case
 
@@ -165,23 +195,18 @@ def setting3(engine: ModelRun, cal: Calibrator):
     qrels = engine.qrels_for(idx)
     counts = corpus_counts([d for d in docs if d.id in kept])
     rows, results = [], {}
-    for variant, c in (("plain", _plain(cfg.alpha)), ("calibrated", cal)):
-        hits = engine.rank(idx, c, cfg.alpha)
-        results[variant] = hits
-        scored = engine.score(hits, qrels, per_query=True)
-        per_query = scored.pop("per_query")
-        rows.append(
-            {
-                "variant": variant,
-                "alpha": cfg.alpha,
-                "corpus": counts,
-                "corpus_rule": how,
-                "queries": len(qrels),
-                "metrics": scored,
-                "per_query": per_query,
-            }
-        )
-    case = _cases(engine, "setting 3 (mixed corpus)", results["plain"], results["calibrated"], qrels)
+    for variant, method, c in variants(cfg, cal, cfg.alpha):
+        hits, note = _ranked(engine, idx, c, cfg.alpha)
+        results[variant] = hits or {}
+        row = {"variant": variant, "method": method, "alpha": cfg.alpha, "corpus": counts, "corpus_rule": how}
+        row.update(queries=len(qrels), metrics=None, per_query=None)
+        if hits is not None:
+            scored = engine.score(hits, qrels, per_query=True)
+            row.update(per_query=scored.pop("per_query"), metrics=scored)
+        rows.append({**row, "note": note} if note else row)
+    case = None
+    if results.get("plain") and results.get("calibrated"):
+        case = _cases(engine, "setting 3 (mixed corpus)", results["plain"], results["calibrated"], qrels)
     return rows, case
 
 

@@ -29,7 +29,8 @@ def fit_calibration(
     report: Callable[[Problem], None] | None = None,
     progress: bool | None = None,
 ) -> Calibrator:
-    """Fit one mean per role from ``sources = {role: items}``, streaming in constant memory.
+    """Fit the statistics of ``method`` (one mean per role, ...; see ``Calibrator``) from
+    ``sources = {role: items}``, streaming in constant memory.
 
     Roles are ``query``, ``text``, ``image``, ``audio``, ``video``. Items are a text file (one
     per line) or JSON Lines with a ``text`` field for ``query``/``text``; a folder or JSON Lines
@@ -72,7 +73,23 @@ def fit_calibration(
                 raise CalibrationError(f"{what}: no usable {role} items to fit a mean on")
     finally:
         cache.close()
+    _check_method_inputs(cal)
     return cal
+
+
+def _check_method_inputs(cal: Calibrator) -> None:
+    """Methods that need several roles say so now, not when an index first uses them."""
+    fitted = set(cal.counts_)
+    if cal.method == "shift" and not ("text" in fitted and fitted & {"image", "audio", "video"}):
+        raise CalibrationError(
+            "method 'shift' needs document texts and images (audio, video) to find the gap vector; "
+            f"given: {', '.join(sorted(fitted))}"
+        )
+    if cal.method == "zscore" and not cal.score_stats_:
+        raise CalibrationError(
+            "method 'zscore' needs queries and document texts or images to fit score statistics; "
+            f"given: {', '.join(sorted(fitted))}"
+        )
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

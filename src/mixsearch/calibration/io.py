@@ -1,8 +1,11 @@
-"""The calibration file: a small safetensors file of per-role means plus metadata.
+"""The calibration file: a small safetensors file of per-role statistics plus metadata.
 
-Tensors ``mean.<role>`` hold the means; the metadata records the method, alpha, the model the
-means belong to (name, fingerprint, dimension), how many items each mean saw, and where they came
-from, so a file can be checked before it is applied.
+Tensors ``mean.<role>`` hold the means, ``std.<role>`` the per-dimension standard deviations
+(``standardize``), ``score_mean.<modality>`` and ``score_std.<modality>`` the score statistics of
+each document modality (``zscore``). The metadata records the method and its parameters (alpha,
+``lambda`` of ``shift``, ``rrf_k``), the model the statistics belong to (name, fingerprint,
+dimension), how many items each mean saw, and where they came from, so a file can be checked
+before it is applied. Files written before the other methods existed (means only) still load.
 
 Optionally, a relevance map (``calibration.relevance``): tensors ``relevance.<modality>.<param>``
 and a ``relevance`` metadata entry (kind, counts, notes, what it was fitted on). Files without one
@@ -18,7 +21,7 @@ import numpy as np
 
 from ..config import MODELS_DIR
 from ..errors import CalibrationError, MixsearchError
-from .core import Calibrator
+from .core import RRF_K, Calibrator
 from .relevance import RelevanceMap
 
 FORMAT = "mixsearch-calibration/1"
@@ -31,10 +34,16 @@ def save_calibration(calibrator: Calibrator, path: str | Path, *, provenance: di
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"mean.{role}": np.ascontiguousarray(m, dtype=np.float32) for role, m in calibrator.means_.items()}
+    tensors.update({f"std.{role}": np.ascontiguousarray(s, dtype=np.float32) for role, s in calibrator.stds_.items()})
+    for modality, (mu, sigma) in calibrator.score_stats_.items():
+        tensors[f"score_mean.{modality}"] = np.array([mu], dtype=np.float64)
+        tensors[f"score_std.{modality}"] = np.array([sigma], dtype=np.float64)
     meta = {
         "format": FORMAT,
         "method": calibrator.method,
         "alpha": repr(calibrator.alpha),
+        "lambda": repr(calibrator.shift_lambda),
+        "rrf_k": repr(calibrator.rrf_k),
         "model": json.dumps(calibrator.fitted_for),
         "counts": json.dumps(calibrator.counts_),
         "dim": str(calibrator.dim_ or ""),
@@ -68,6 +77,8 @@ def load_calibration(path: str | Path) -> Calibrator:
         cal = Calibrator(
             method=meta["method"],
             alpha=float(meta.get("alpha", "0.5")),
+            shift_lambda=float(meta.get("lambda", "1.0")),
+            rrf_k=float(meta.get("rrf_k", repr(float(RRF_K)))),
             fitted_for=json.loads(meta.get("model", "{}")),
             provenance=json.loads(meta.get("provenance", "{}")),
             zero_roles=json.loads(meta.get("zero_roles", "[]")),
@@ -75,9 +86,17 @@ def load_calibration(path: str | Path) -> Calibrator:
         counts = json.loads(meta.get("counts", "{}"))
         for key, value in tensors.items():
             if key.startswith("mean."):
-                cal.set_mean(key[len("mean.") :], value, int(counts.get(key[len("mean.") :], 1)))
+                role = key[len("mean.") :]
+                cal.set_mean(role, value, int(counts.get(role, 1)), tensors.get(f"std.{role}"))
+        stats = {
+            key[len("score_mean.") :]: (float(value[0]), float(tensors[f"score_std.{key[len('score_mean.') :]}"][0]))
+            for key, value in tensors.items()
+            if key.startswith("score_mean.")
+        }
+        if stats or cal.method == "zscore":
+            cal.set_score_stats(stats)
         cal.relevance_ = _load_relevance(tensors, meta)
-    except (MixsearchError, KeyError, TypeError, ValueError) as err:
+    except (MixsearchError, KeyError, TypeError, ValueError, IndexError) as err:
         raise CalibrationError(f"{path}: unusable calibration file ({err})") from None
     return cal
 

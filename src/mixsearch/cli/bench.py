@@ -40,6 +40,11 @@ def bench(
         "(transductive, labelled so). See docs/evaluation.md.",
     ),
     settings: str = typer.Option("3", help="Settings to run, e.g. 1,2,3."),
+    methods: str = typer.Option(
+        "none,mean",
+        help="Calibration methods to compare, e.g. none,mean,standardize,shift,zscore,rrf "
+        "(README 'Calibration methods'); all fitted on the same calibration set.",
+    ),
     p_grid: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="Setting 1 replacement probabilities."),
     alpha_grid: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="Setting 2 text weights."),
     replace: str = typer.Option(
@@ -78,11 +83,17 @@ def bench(
     if not chosen or set(chosen) - {1, 2, 3}:
         raise UsageError(f"--settings: expected 1, 2 and/or 3, got {settings!r}")
     from ..bench.settings import REPLACEMENTS
+    from ..calibration import METHODS
+
+    chosen_methods = tuple(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
+    if not chosen_methods or set(chosen_methods) - set(METHODS):
+        raise UsageError(f"--methods: expected some of {', '.join(METHODS)}, got {methods!r}")
 
     if replace not in REPLACEMENTS:
         raise UsageError(f"--replace: expected one of {', '.join(REPLACEMENTS)}, got {replace!r}")
     cfg = BenchConfig(
         settings=chosen,
+        methods=chosen_methods,
         p_grid=floats(p_grid, "--p-grid"),
         alpha_grid=floats(alpha_grid, "--alpha-grid"),
         replace=replace,

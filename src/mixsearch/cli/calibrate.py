@@ -19,7 +19,15 @@ def calibrate(
     audio: Optional[Path] = typer.Option(None, help="Document audio: a folder, or JSON Lines with 'audio'."),
     video: Optional[Path] = typer.Option(None, help="Document video: a folder, or JSON Lines with 'video'."),
     out: Path = typer.Option(..., "--out", "-o", help="Calibration file to write (.safetensors)."),
-    method: str = typer.Option("mean", help="'mean' (GR-CLIP) or 'none' (plain CLIP)."),
+    method: str = typer.Option(
+        "mean",
+        help="'mean' (GR-CLIP), 'none' (plain CLIP), 'standardize' (I0T), 'shift' (Mind the Gap), "
+        "'zscore' or 'rrf' (score-level); see README 'Calibration methods'.",
+    ),
+    shift_lambda: float = typer.Option(
+        1.0, "--lambda", help="Method 'shift': how far along the gap (1: centroids meet)."
+    ),
+    rrf_k: float = typer.Option(60.0, help="Method 'rrf': the reciprocal-rank constant k."),
     device: Device = None,
     cache_dir: CacheDir = None,
     threads: Threads = None,
@@ -30,7 +38,7 @@ def calibrate(
     from .. import Calibrator, fit_calibration, load_encoder, save_calibration
     from ..encoders.base import set_threads
 
-    Calibrator(method)  # an unknown method is a usage error, before the model loads
+    Calibrator(method, shift_lambda=shift_lambda, rrf_k=rrf_k)  # bad values are usage errors, before the model loads
     sources = {"query": queries, "text": texts, "image": images, "audio": audio, "video": video}
     set_threads(threads)
     encoder = load_encoder(model, device=device, runtime=runtime, video_frames=video_frames)
@@ -41,6 +49,7 @@ def calibrate(
         cache_dir=cache_dir,
         report=lambda p: say(f"skipped: {p}"),
     )
+    cal.shift_lambda, cal.rrf_k = shift_lambda, rrf_k
     save_calibration(cal, out)
     counts = ", ".join(f"{role}: {n}" for role, n in cal.counts_.items())
     say(f"wrote {out} ({cal.method}; items per mean: {counts or 'none'})")

@@ -32,6 +32,11 @@ def index(
         "Default: fit document means on this corpus.",
     ),
     alpha: float = typer.Option(0.5, help="Weight of the text part of image+text documents."),
+    method: Optional[str] = typer.Option(
+        None,
+        help="Calibration method: none, mean, standardize, shift, zscore, rrf (README 'Calibration methods'). "
+        "Default: mean when fitting on this corpus, else the calibration file's own.",
+    ),
     index_kind: str = typer.Option("exact", "--index", help="Vector index kind: exact (default) or hnsw."),
     index_option: list[str] = typer.Option(
         [], "--index-option", help="A setting of the index kind, NAME=VALUE (repeatable), e.g. M=32."
@@ -67,7 +72,7 @@ def index(
     from ..encoders.base import set_threads
     from ..errors import InputError
 
-    Calibrator(alpha=alpha)  # an impossible alpha is a usage error, before anything loads
+    Calibrator(method or "mean", alpha=alpha)  # an impossible alpha or method is a usage error, before anything loads
     if calibration == "shipped":
         shipped = shipped_calibration(model)
         if shipped is None:
@@ -92,6 +97,7 @@ def index(
         encoder,
         calibration=calibration,
         alpha=alpha,
+        method=method,
         kind=index_kind,
         index_options=options,
         cache_dir=cache_dir,

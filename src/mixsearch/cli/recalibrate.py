@@ -19,16 +19,20 @@ def recalibrate(
         "documents). Default: keep the index's calibration (and change only --alpha).",
     ),
     alpha: Optional[float] = typer.Option(None, help="New weight of the text part (default: keep)."),
+    method: Optional[str] = typer.Option(
+        None,
+        help="Calibration method to apply (none, mean, standardize, shift, zscore, rrf); default: the "
+        "calibration's own (mean when fitting on the corpus).",
+    ),
 ) -> None:
     """Apply another calibration or alpha to an index without re-encoding."""
     from .. import Calibrator, open_index
     from ..errors import UsageError
 
-    if calibration is None and alpha is None:
-        raise UsageError("nothing to change: give --calibration (a file, none or corpus) and/or --alpha")
-    if alpha is not None:
-        Calibrator(alpha=alpha)  # an impossible alpha is a usage error
+    if calibration is None and alpha is None and method is None:
+        raise UsageError("nothing to change: give --calibration (a file, none or corpus), --alpha and/or --method")
+    Calibrator(method or "mean", alpha=0.5 if alpha is None else alpha)  # bad values are usage errors
     index = open_index(index_dir)
-    idx = index.recalibrate(index.calibrator if calibration is None else calibration, alpha)
+    idx = index.recalibrate(index.calibrator if calibration is None else calibration, alpha, method=method)
     cal = idx.manifest["calibration"]
     say(f"{index_dir}: calibration {cal['method']} from {cal['source']}, alpha {cal['alpha']}")

@@ -78,6 +78,7 @@ def build_index(
     *,
     calibration: CalibrationSpec = None,
     alpha: float = 0.5,
+    method: str | None = None,
     kind: str = "exact",
     index_options: Mapping[str, object] | None = None,
     cache_dir: str | Path | None = None,
@@ -89,6 +90,8 @@ def build_index(
     ``corpus``: a JSON Lines file, a folder of files, or ``Document`` objects.
     ``calibration``: a ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None to
     fit document means on this corpus (the query mean then borrows the text mean).
+    ``method``: the calibration method (``calibration.METHODS``; default ``mean`` when fitting on
+    the corpus, else the calibration's own), applied to the given or fitted statistics.
     ``kind``: the vector index kind (see ``mixsearch.index.INDEX_KINDS``); ``index_options``: its
     settings (recorded in the manifest, and used again whenever the index is rebuilt).
     ``ray``: encode the items missing from the embedding cache on a Ray cluster first (an
@@ -109,7 +112,7 @@ def build_index(
         require("ray.data", "ray", "encoding on a Ray cluster")
     Calibrator(alpha=alpha)  # so does an impossible alpha
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
-    prepared, source = prepare_calibration(calibration, encoder.info(), alpha)
+    prepared, source = prepare_calibration(calibration, encoder.info(), alpha, method)
     existed = out.exists()
     with store.writing(out):
         current = store.read_manifest(out) if store.is_index(out) else None
@@ -128,7 +131,7 @@ def build_index(
             if not docs:
                 raise _nothing_to_index(corpus_name, report)
             if prepared is not None:  # a missing mean fails now, not after hours of encoding
-                require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim)
+                require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim, {d.modality for d in docs})
             table = store.document_table(docs)  # so does metadata of mixed kinds
             segment = str(generation)
             files["documents"].mkdir()
@@ -146,7 +149,9 @@ def build_index(
                 raise _nothing_to_index(corpus_name, report)
             present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
             if prepared is None:  # fit on this corpus, now that it is encoded
-                calibrator, source = resolve_calibration(None, encoder.info(), raw, present, alpha, report.notes)
+                calibrator, source = resolve_calibration(
+                    None, encoder.info(), raw, present, alpha, report.notes, method
+                )
             else:
                 calibrator = prepared
             # fused into a memory map, so a large corpus never needs its vectors in RAM at once

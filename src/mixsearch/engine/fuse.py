@@ -21,10 +21,15 @@ CHUNK = 4096  # documents calibrated and fused per step: bounds memory
 CalibrationSpec = Calibrator | str | Path | None
 
 
-def prepare_calibration(calibration: CalibrationSpec, model: Mapping, alpha: float) -> tuple[Calibrator | None, str]:
+def prepare_calibration(
+    calibration: CalibrationSpec, model: Mapping, alpha: float, method: str | None = None
+) -> tuple[Calibrator | None, str]:
     """Everything about a calibration that can be checked before any encoding: a ``Calibrator``
     (copied, never changed), a file (loaded) or ``"none"``, checked against ``model`` (its
-    manifest record: name, fingerprint, dim). None means "fit on the corpus": ``(None, "corpus")``."""
+    manifest record: name, fingerprint, dim). None means "fit on the corpus": ``(None, "corpus")``.
+    ``method``: apply the calibration's statistics under this method instead of its own."""
+    if method is not None:
+        Calibrator(method)  # an unknown method fails here
     if calibration is None or (isinstance(calibration, str) and calibration == "corpus"):
         return None, "corpus"
     if isinstance(calibration, Calibrator):
@@ -33,8 +38,10 @@ def prepare_calibration(calibration: CalibrationSpec, model: Mapping, alpha: flo
         cal, source = Calibrator("none"), "none"
     else:
         cal, source = load_calibration(calibration), str(calibration)
+    if method is not None and method != cal.method:
+        cal = cal.with_method(method)
     if cal.method != "none":
-        if not cal.fitted_for.get("fingerprint"):
+        if cal.method != "rrf" and not cal.fitted_for.get("fingerprint"):  # rrf fits nothing
             raise CalibrationError(
                 f"the calibration ({source}) does not say which model its means belong to, so it cannot be "
                 "checked against this index's model; fit it with mixsearch.fit_calibration (or "
@@ -47,10 +54,21 @@ def prepare_calibration(calibration: CalibrationSpec, model: Mapping, alpha: flo
     return cal, source
 
 
-def require_roles(cal: Calibrator, modalities: Iterable[str], dim: int) -> None:
-    """Refuse a calibration that lacks a mean this index needs: one per document modality, and queries'."""
-    for role in ("query", *sorted(set(modalities))):
-        cal.mean(role, dim)  # raises CalibrationError naming the missing role
+def require_roles(
+    cal: Calibrator, modalities: Iterable[str], dim: int, document_modalities: Iterable[str] = ()
+) -> None:
+    """Refuse a calibration that lacks what this index needs: a mean per part modality and
+    queries' (for ``zscore``: score statistics per document modality)."""
+    cal.require(("query", *sorted(set(modalities))), dim, sorted(set(document_modalities)))
+
+
+def document_modalities(present: Mapping[str, np.ndarray]) -> set[str]:
+    """The document modalities (``multimodal`` for several parts) of the rows ``present`` marks."""
+    if not present:
+        return set()
+    parts = np.sum([np.asarray(p, dtype=np.int64) for p in present.values()], axis=0)
+    out = {"multimodal"} if (parts > 1).any() else set()
+    return out | {m for m, p in present.items() if (np.asarray(p) & (parts == 1)).any()}
 
 
 def resolve_calibration(
@@ -60,25 +78,36 @@ def resolve_calibration(
     present: Mapping[str, np.ndarray],
     alpha: float,
     notes: list[str],
+    method: str | None = None,
 ) -> tuple[Calibrator, str]:
     """The calibrator for an index of ``model``, and a word on its source (``given``, ``corpus``,
-    ``none`` or the file). With None, document means are fitted on ``raw`` (the rows ``present``
-    marks). Every mean the index needs must be there."""
-    cal, source = prepare_calibration(calibration, model, alpha)
+    ``none`` or the file). With None, document statistics are fitted on ``raw`` (the rows
+    ``present`` marks) for ``method`` (default ``mean``). Every mean the index needs must be there."""
+    cal, source = prepare_calibration(calibration, model, alpha, method)
     if cal is None:
-        cal = fit_on_corpus(model, raw, present, notes)
-        cal.alpha = float(alpha)
-    require_roles(cal, [m for m in raw if present[m].any()], int(model["dim"]))
+        cal = fit_on_corpus(model, raw, present, notes, method or "mean", alpha)
+    require_roles(cal, [m for m in raw if present[m].any()], int(model["dim"]), document_modalities(present))
     return cal, source
 
 
 def fit_on_corpus(
-    model: Mapping, raw: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], notes: list[str]
+    model: Mapping,
+    raw: Mapping[str, np.ndarray],
+    present: Mapping[str, np.ndarray],
+    notes: list[str],
+    method: str = "mean",
+    alpha: float = 0.5,
 ) -> Calibrator:
-    """Document means fitted on the indexed documents themselves; queries borrow the text mean."""
+    """Document statistics fitted on the indexed documents themselves; queries borrow the text's."""
     cal = Calibrator(
-        "mean", fitted_for={"name": model["name"], "fingerprint": model["fingerprint"], "dim": str(model["dim"])}
+        method,
+        alpha,
+        fitted_for={"name": model["name"], "fingerprint": model["fingerprint"], "dim": str(model["dim"])},
     )
+    if method in ("none", "rrf"):  # nothing to fit
+        notes.append(f"calibration method {method!r}: nothing fitted on the corpus")
+        cal.provenance = {"fitted_on": "nothing (method fits no statistics)"}
+        return cal
     for m, matrix in raw.items():
         for start in range(0, len(matrix), CHUNK):
             block = np.asarray(matrix[start : start + CHUNK])
@@ -86,7 +115,7 @@ def fit_on_corpus(
     note = "no calibration given: document means were fitted on this corpus"
     query_mean = "borrowed from the document-text mean"
     if "text" in cal.counts_:
-        cal.set_mean("query", cal.means_["text"], cal.counts_["text"])
+        cal.copy_role("text", "query")
         note += "; queries borrow the document-text mean (fit a query mean with `mixsearch calibrate --queries`)"
     else:
         query_mean = "none (no text documents): text queries are not calibrated"

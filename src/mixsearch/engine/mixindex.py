@@ -9,6 +9,7 @@ index under another calibration or alpha, computed in memory from the stored raw
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from ..calibration import Calibrator, load_calibration, save_calibration
 from ..calibration.relevance import check_min_relevance as _check_relevance_value
 from ..encoders import Encoder, load_encoder
 from ..errors import CalibrationError, MixsearchError, UsageError, VectorIndexError
-from ..index import Filter, VectorIndex, build_index_of_kind
+from ..index import Filter, Neighbours, VectorIndex, build_index_of_kind
 from ..types import MEDIA, Document, Hit
 from . import store
 from .fuse import CalibrationSpec, fuse_documents, presence, resolve_calibration
@@ -74,6 +75,8 @@ def calibration_record(cal: Calibrator, source: str) -> dict:
     return {
         "method": cal.method,
         "alpha": cal.alpha,
+        **({"lambda": cal.shift_lambda} if cal.method == "shift" else {}),
+        **({"rrf_k": cal.rrf_k} if cal.method == "rrf" else {}),
         "source": source,
         "counts": cal.counts_,
         "fitted_for": cal.fitted_for,
@@ -326,7 +329,11 @@ class MixIndex:
         _check_k(k)
         cut = self.check_min_relevance(min_relevance)
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        found = self.index.search(vectors, int(k), self.filter(modality, where))
+        filter_ = self.filter(modality, where)
+        if self.calibrator.score_level:
+            found = self._search_per_modality(vectors, int(k), filter_)
+        else:
+            found = self.index.search(vectors, int(k), filter_)
         hits = [
             [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
             for ids, scores in zip(found.ids, found.scores)
@@ -353,6 +360,26 @@ class MixIndex:
         rel = self.calibrator.relevance_.predict([h.score for h in hits], [h.modality for h in hits])
         kept = [(h, float(r)) for h, r in zip(hits, rel) if cut is None or r >= cut]
         return [replace(h, rank=rank, relevance=r) for rank, (h, r) in enumerate(kept, 1)]
+
+    def _search_per_modality(self, vectors: np.ndarray, k: int, flt: Filter | None) -> Neighbours:
+        """Score-level calibration (``zscore``, ``rrf``): the best ``k`` of each document modality
+        the filter allows, searched apart (same filter, narrowed to that modality), then merged
+        per query by the calibrator (``Calibrator.merge_modalities``); scores are the fixed ones."""
+        present = [
+            m for m in dict.fromkeys(self.modality.tolist()) if flt is None or flt.modality is None or m in flt.modality
+        ]
+        per = {
+            m: self.index.search(vectors, k, dataclasses.replace(flt or Filter(), modality=frozenset([m])))
+            for m in present
+        }
+        scores = np.full((len(vectors), k), -np.inf)
+        ids = []
+        for q in range(len(vectors)):
+            lists = {m: (found.ids[q], found.scores[q][: len(found.ids[q])]) for m, found in per.items()}
+            top, fixed = self.calibrator.merge_modalities(lists, k)
+            ids.append(top)
+            scores[q, : len(top)] = fixed
+        return Neighbours(scores, ids)
 
     def _hit(self, rank: int, doc_id: str, score: float) -> Hit:
         row, d = self._rows[doc_id], self.documents
@@ -387,17 +414,20 @@ class MixIndex:
         """The stored raw embeddings of each modality (memory-mapped; zero rows where absent)."""
         return dict(self._raw)
 
-    def with_calibration(self, calibration: CalibrationSpec, alpha: float | None = None) -> MixIndex:
+    def with_calibration(
+        self, calibration: CalibrationSpec, alpha: float | None = None, *, method: str | None = None
+    ) -> MixIndex:
         """This index under another calibration and/or alpha: a view computed in memory from the
         stored raw embeddings, searchable at once; nothing on disk changes (see ``persist``).
 
         ``calibration``: a ``Calibrator``, a calibration file, ``"none"`` (plain CLIP), or None
-        (fit document means on this corpus)."""
+        (fit document means on this corpus). ``method``: apply it under another calibration
+        method (``calibration.METHODS``; with None, the method fitted on the corpus)."""
         alpha = self.alpha if alpha is None else alpha
         Calibrator(alpha=alpha)  # checks alpha before any work
         raw, present = self.raw(), presence(self.documents)
         notes: list[str] = []
-        cal, source = resolve_calibration(calibration, self.model, raw, present, alpha, notes)
+        cal, source = resolve_calibration(calibration, self.model, raw, present, alpha, notes, method)
         if calibration is self.calibrator:  # the index's own calibration, kept (a new alpha, say)
             source = self.manifest["calibration"]["source"]
         fitted_alpha = cal.relevance_.info.get("alpha") if cal.relevance_ is not None else None
@@ -479,10 +509,12 @@ class MixIndex:
 
         return delete_documents(self, ids)
 
-    def recalibrate(self, calibration: CalibrationSpec, alpha: float | None = None) -> MixIndex:
-        """Apply another calibration and/or alpha to this index and its folder, without
+    def recalibrate(
+        self, calibration: CalibrationSpec, alpha: float | None = None, *, method: str | None = None
+    ) -> MixIndex:
+        """Apply another calibration, alpha and/or method to this index and its folder, without
         re-encoding (``with_calibration`` then ``persist``). Returns this index, updated."""
-        view = self.with_calibration(calibration, alpha).persist()
+        view = self.with_calibration(calibration, alpha, method=method).persist()
         self._setup(
             view.folder, view.manifest, view.data, view.calibrator, view.index, self._encoder, self.device, view=False
         )

@@ -85,7 +85,7 @@ def add_documents(
     if not docs:
         raise InputError("\n".join([f"{corpus_name}: no documents to add", *read_report.problem_lines(10)]))
     # everything checkable before encoding: the calibration's means, the metadata's kinds
-    require_roles(index.calibrator, {m for d in docs for m in d.parts}, encoder.dim)
+    require_roles(index.calibrator, {m for d in docs for m in d.parts}, encoder.dim, {d.modality for d in docs})
     store.check_metadata_types(index.data.table.schema, store.document_table(docs).schema, corpus_name)
     folder = index.folder
     with store.writing(folder):
