@@ -20,6 +20,7 @@ import numpy as np
 
 from ..embedding import open_cache
 from ..errors import InputError, UsageError, VectorIndexError
+from ..index.base import positions_of
 from ..types import DOCUMENT_MODALITIES, Document, Problem
 from . import store
 from .fuse import fuse_documents, require_roles
@@ -209,8 +210,7 @@ def _stored_rows(index: MixIndex, ids: Sequence[str]) -> list[int]:
     """Positions over all stored rows (deleted ones too) of the live documents with these ids."""
     deleted = index.data.deleted
     live = np.arange(index.data.stored) if deleted is None else np.flatnonzero(~deleted)
-    rows = index._rows  # id -> live row
-    return sorted(int(live[rows[i]]) for i in ids if i in rows)
+    return [int(r) for r in live[positions_of(index.data.table["id"], set(ids))]]
 
 
 def _deleted(data: store.Data, rows: list[int], added: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -195,3 +195,15 @@ def build_index_of_kind(
 ) -> VectorIndex:
     """Build a new index of kind ``kind`` with its ``options``."""
     return index_kind(kind).build(vectors, ids, fields, options=options)
+
+
+def positions_of(ids: Any, wanted: Iterable[str]) -> np.ndarray:
+    """The positions in ``ids`` (a list of strings or an Arrow string array) of every id in
+    ``wanted``, ascending: one vectorised set lookup (a Python dict over a million ids costs
+    ~20x more, and an add or delete needs this once per change)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(ids), pa.string())
+    mask = pc.is_in(column, value_set=pa.array(list(wanted), pa.string()))
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))

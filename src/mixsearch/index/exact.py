@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from ..errors import UsageError, VectorIndexError
-from .base import Fields, Filter, Neighbours, register_index
+from .base import Fields, Filter, Neighbours, positions_of, register_index
 from .where import FieldTable, arrow_table
 
 #: Storage types of the vectors (option ``dtype``): float16 halves memory and disk.
@@ -140,7 +140,6 @@ class ExactIndex:
         """Drop what is derived from the rows (recomputed on demand)."""
         self._live_rows: np.ndarray | None = None
         self._live_ids: list[str] | None = None
-        self._row_of: dict[str, int] | None = None
         self._search_fields: FieldTable | None = None
 
     @classmethod
@@ -221,13 +220,6 @@ class ExactIndex:
         live = self._live()
         return len(self._ids) if live is None else len(live)
 
-    def _rows_by_id(self) -> dict[str, int]:
-        if self._row_of is None:
-            live = self._live()
-            rows = range(len(self._ids)) if live is None else live.tolist()
-            self._row_of = {self._ids[r]: r for r in rows}
-        return self._row_of
-
     # -- changes -------------------------------------------------------------------------------
 
     def add(self, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None) -> None:
@@ -255,9 +247,9 @@ class ExactIndex:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents by id (their rows are masked, not rewritten); returns how many were present."""
-        rows = self._rows_by_id()
-        gone = sorted({rows[i] for i in ids if i in rows})
-        if gone:
+        found = positions_of(self._ids, set(ids))
+        gone = found if self._deleted is None else found[~self._deleted[found]]  # live rows only
+        if len(gone):
             if self._deleted is None:
                 self._deleted = np.zeros(len(self._ids), dtype=bool)
             self._deleted[gone] = True
