@@ -97,7 +97,9 @@ def build_index(
     started = time.perf_counter()
     out = Path(out)
     store.check_out_folder(out, corpus)
-    index_kind(kind)  # an unknown kind fails before any work
+    check_options = getattr(index_kind(kind), "check_options", None)  # an unknown kind fails before any work,
+    if check_options is not None:  # and so do options the kind refuses
+        check_options(index_options)
     Calibrator(alpha=alpha)  # so does an impossible alpha
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
     prepared, source = prepare_calibration(calibration, encoder.info(), alpha)

@@ -130,7 +130,10 @@ def register_index(cls: type[VectorIndex]) -> type[VectorIndex]:
 
 def index_kind(kind: str) -> type[VectorIndex]:
     """The class of an index kind, with an error naming the known ones."""
-    from . import exact  # noqa: F401 - registers the built-in kind
+    from . import (
+        exact,  # noqa: F401 - registers the built-in kind
+        hnsw,  # noqa: F401 - registers the hnsw kind (faiss is imported only when used)
+    )
 
     if kind not in INDEX_KINDS:
         raise VectorIndexError(f"unknown index kind {kind!r} (known: {', '.join(INDEX_KINDS)})")
