@@ -109,6 +109,7 @@ class HnswIndex:
             if len(values) != len(self._ids):
                 raise VectorIndexError(f"{where}: field {name!r} has {len(values)} values for {len(self._ids)} rows")
         self._row_of = {doc_id: row for row, doc_id in enumerate(self._ids) if self._alive[row]}
+        self._masks: dict[Filter, np.ndarray | None] = {}  # recent filters' row masks (a mask over 1M rows costs ms)
 
     # -- building -------------------------------------------------------------------------------
 
@@ -136,6 +137,16 @@ class HnswIndex:
     def options(self) -> dict[str, object]:
         """The settings this index was built with (all of them, defaults included)."""
         return dict(self._options)
+
+    @property
+    def ef_search(self) -> int:
+        """Candidates kept while searching (more: better recall, slower); settable on an open
+        index, without a rebuild (``save`` records the new value)."""
+        return int(self._options["ef_search"])  # type: ignore[call-overload]
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._options = check_options({**self._options, "ef_search": value})
 
     # -- what it holds --------------------------------------------------------------------------
 
@@ -192,6 +203,7 @@ class HnswIndex:
             for name, values in self._fields.items()
         }
         self._row_of.update({doc_id: start + i for i, doc_id in enumerate(ids)})
+        self._masks.clear()
         self._compact_if_sparse()
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -202,6 +214,7 @@ class HnswIndex:
         return removed
 
     def _tombstone(self, ids: Iterable[str]) -> int:
+        self._masks.clear()
         rows = [self._row_of.pop(doc_id) for doc_id in set(ids) if doc_id in self._row_of]
         self._alive[rows] = False
         return len(rows)
@@ -221,6 +234,7 @@ class HnswIndex:
         self._alive = np.ones(len(live), dtype=bool)
         self._fields = {name: values[live] for name, values in self._fields.items()}
         self._row_of = {doc_id: row for row, doc_id in enumerate(self._ids)}
+        self._masks.clear()
 
     # -- search ---------------------------------------------------------------------------------
 
@@ -234,10 +248,8 @@ class HnswIndex:
                 "was it built with another model?"
             )
         total, q = len(self._ids), len(queries)
-        allowed = None if filter is None else filter.mask(self._fields, total)
-        if allowed is not None:
-            allowed = np.asarray(allowed, dtype=bool) & self._alive
-        elif len(self) < total:
+        allowed = None if filter is None else self._mask(filter)
+        if allowed is None and len(self) < total:
             allowed = self._alive
         passing = len(self) if allowed is None else int(allowed.sum())
         k = max(0, min(int(k), len(self)))
@@ -255,6 +267,19 @@ class HnswIndex:
             subset = np.flatnonzero(allowed) if allowed is not None else np.arange(total)
             scores[short], rows[short] = self._exact(queries[short], k, subset)
         return self._neighbours(scores, rows)
+
+    def _mask(self, filter: Filter) -> np.ndarray | None:
+        """The live rows ``filter`` passes (None: all rows, none dead), cached until the next change."""
+        if filter not in self._masks:
+            mask = filter.mask(self._fields, len(self._ids))
+            if len(self._masks) >= 16:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[filter] = (
+                (None if len(self) == len(self._ids) else self._alive)
+                if mask is None
+                else np.asarray(mask, dtype=bool) & self._alive
+            )
+        return self._masks[filter]
 
     def _walk(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
