@@ -248,7 +248,7 @@ def measure(index, queries: np.ndarray, truth: dict, n: int) -> dict:
     }
     for name in filters({}):
         filt = make_filter(name)
-        times = [_timed(lambda i=i: index.search(queries[i : i + 1], K, filt)) for i in range(50)]
+        times = [_timed(lambda i=i, f=filt: index.search(queries[i : i + 1], K, f)) for i in range(50)]
         got = index.search(queries, K, filt)
         out["filtered"][name] = {
             "filter": type(filt).__name__ + (f" where {filt.where!r}" if filt.where else ""),
@@ -291,9 +291,7 @@ def main(argv=None) -> None:
     results["queries"] = args.queries
     results["bandwidth_gib_s"] = bandwidth_gib_s()
     previous = args.out / "scale.json"
-    results["kinds"] = (
-        json.loads(previous.read_text())["kinds"] if args.merge and previous.is_file() else {}
-    )
+    results["kinds"] = json.loads(previous.read_text())["kinds"] if args.merge and previous.is_file() else {}
     for spec in args.kinds.split(","):
         options = parse_index_options(kind_options.get(spec.partition(":")[0], []))
         print(f"running {spec} ...", flush=True)
