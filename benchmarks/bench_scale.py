@@ -72,6 +72,16 @@ def peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_parts() -> dict:
+    """Resident memory now, anonymous (owned) vs file-backed (mapped files' pages), MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            parts = {k: int(v.split()[0]) / 1024 for k, v in (line.split(":", 1) for line in f) if k.startswith("Rss")}
+        return {k: round(v, 1) for k, v in parts.items()}
+    except OSError:
+        return {}
+
+
 def bandwidth_gib_s(gib: float = 1.0) -> dict:
     """Streaming read bandwidth over ``gib`` GiB of float32: the best of bench_speed's kernels
     (numpy sum, ones @ M, copy), each the mean of 3 passes."""
@@ -199,6 +209,7 @@ def run_one(work: Path, n: int, spec: str, options: dict) -> dict:
     if kind == "hnsw":  # the same graph searched with more or fewer candidates
         out["ef_search_sweep"] = sweep(index, queries, truth)
     out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    out["rss_end_mib"] = rss_parts()  # file-backed: pages of memory-mapped files (input vectors, index)
     out["load_average_1min_end"] = round(os.getloadavg()[0], 1)
     shutil.rmtree(folder, ignore_errors=True)
     return out
@@ -286,7 +297,8 @@ def main(argv=None) -> None:
         kind, _, pair = item.partition(":")
         kind_options.setdefault(kind, []).append(pair)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results: dict = {"machine": machine(), "date": started, "n": args.n, "k": K}
+    command = "PYTHONPATH=src python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results: dict = {"machine": machine(), "date": started, "n": args.n, "k": K, "command": command.strip()}
     results["data"] = prepare(args.work, args.n, args.queries)
     results["queries"] = args.queries
     results["bandwidth_gib_s"] = bandwidth_gib_s()
@@ -334,7 +346,8 @@ def to_markdown(r: dict) -> str:
         "while this ran (the 1-minute load average at the start and end of each row is in the table; "
         "above 2, every multi-threaded step waits for a core), so times are inflated, never deflated.",
         "",
-        "Command: `PYTHONPATH=src python benchmarks/bench_scale.py` (see its docstring). Vectors: "
+        f"Command: `{r.get('command', 'PYTHONPATH=src python benchmarks/bench_scale.py')}` (see its docstring). "
+        "Vectors: "
         "derived from mixclip-flickr8k embeddings of Flickr8k + SciFact (benchmarks/realistic_vectors.py); "
         ""
         f"{r.get('queries', 1000)} held-out caption queries; recall@10 against exact float32.",

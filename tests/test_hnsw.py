@@ -38,7 +38,7 @@ def test_registered_and_recall_against_exact(data):
     vectors, ids, fields, queries = data
     index = ms.index.build_index_of_kind("hnsw", vectors, ids, fields)
     assert index_kind("hnsw") is HnswIndex and isinstance(index, VectorIndex) and len(index) == len(ids)
-    assert index.options == {"M": 32, "ef_construction": 100, "ef_search": 64, "dtype": "float32"}
+    assert index.options == {"M": 32, "ef_construction": 100, "ef_search": 128, "dtype": "float32"}
     exact = ExactIndex(vectors, ids, fields)
     found, truth = index.search(queries, k=10), exact.search(queries, k=10)
     assert recall(found.ids, truth.ids) >= 0.9
@@ -145,8 +145,8 @@ def test_a_short_walk_falls_back_to_exact(data, monkeypatch):
     monkeypatch.setattr(hnsw_module, "EXACT_FRACTION", 0.0)
     real_walk = index._walk
 
-    def short_walk(q, k, allowed):
-        scores, rows = real_walk(q, k, allowed)
+    def short_walk(q, k, allowed, fraction=1.0):
+        scores, rows = real_walk(q, k, allowed, fraction)
         scores[:, 5:], rows[:, 5:] = -np.inf, -1  # as if the walk had found only 5
         return scores, rows
 
@@ -258,3 +258,22 @@ def test_cli_index_hnsw_info_search(tiny_clip, mixed_corpus, tmp_path):
         "--index-option", "dtype=int8",
     )  # fmt: skip
     assert code == 2 and "dtype must be one of float32, float16" in text
+
+
+def test_ef_search_is_settable_and_filters_follow_changes(data, tmp_path):
+    vectors, ids, fields, queries = data
+    index = HnswIndex.build(vectors[:500], ids[:500], {"modality": fields["modality"][:500]})
+    index.ef_search = 200
+    assert index.options["ef_search"] == 200
+    with pytest.raises(ms.UsageError, match="ef_search must be a whole number"):
+        index.ef_search = 0
+    index.save(tmp_path / "h")
+    assert HnswIndex.load(tmp_path / "h").ef_search == 200
+    # a filter's mask is cached; a change must not leave it stale
+    image = Filter.of("image")
+    before = index.search(queries[:1], k=500, filter=image).ids[0]
+    index.add(queries[:1], ["fresh"], {"modality": np.array(["image"])})
+    after = index.search(queries[:1], k=500, filter=image).ids[0]
+    assert after[0] == "fresh" and len(after) == len(before) + 1
+    index.delete([before[0]])
+    assert before[0] not in index.search(queries[:1], k=500, filter=image).ids[0]
