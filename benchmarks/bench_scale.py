@@ -392,6 +392,17 @@ def to_markdown(r: dict) -> str:
             f"{b['floor_ms']} ms; exact single query = {b['exact_single_vs_floor']}x the floor, "
             f"100-query batch = {b['exact_batch100_vs_floor']}x."
         )
+    lines += [
+        "",
+        "Notes. Peak RSS counts the pages of memory-mapped files a process touched: the input vectors "
+        "(read through a memory map by every row: 1,953 MiB at 1M) and the opened index's own mapped "
+        "vectors; `rss_end_mib` in the JSON splits anonymous from file-backed memory. The bandwidth "
+        "probe runs once, in the parent, at a different moment (and load) than each row's searches: "
+        "on this shared machine it has read from 11 to 25 GB/s (benchmarks/results/speed.md, quiet: "
+        "25.3 GB/s, floor 80.8 ms at 1M), so the floor ratio is only as good as that probe. "
+        "exact:float16 rows (when present) measure ExactIndex over float16 rows directly where the exact "
+        "kind has no `dtype` option yet.",
+    ]
     ex, hn = r["kinds"].get("exact", {}), r["kinds"].get("hnsw", {})
     if "qps_single" in ex and "qps_single" in hn:
         lines.append(
