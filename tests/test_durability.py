@@ -243,7 +243,7 @@ def test_everything_checkable_is_refused_before_encoding(
         (dict(calibration=other), ms.CalibrationError, "cannot be applied"),
         (dict(calibration=mine_text_only), ms.CalibrationError, "no 'image' mean"),
         (dict(alpha=1.5), ms.UsageError, "alpha must be in"),
-        (dict(kind="hnsw"), ms.VectorIndexError, "unknown index kind"),
+        (dict(kind="annoy"), ms.VectorIndexError, "unknown index kind"),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):

@@ -1,4 +1,4 @@
-"""Vector indexes: the protocol and registry (``base``) and the kinds (``exact``)."""
+"""Vector indexes: the protocol and registry (``base``) and the kinds (``exact``, ``hnsw``)."""
 
 from .base import (
     INDEX_KINDS,
@@ -11,11 +11,13 @@ from .base import (
     register_index,
 )
 from .exact import ExactIndex
+from .hnsw import HnswIndex
 
 __all__ = [
     "INDEX_KINDS",
     "ExactIndex",
     "Filter",
+    "HnswIndex",
     "Neighbours",
     "VectorIndex",
     "build_index_of_kind",

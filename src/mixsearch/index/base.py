@@ -150,7 +150,8 @@ def register_index(cls: type[VectorIndex]) -> type[VectorIndex]:
 
 def index_kind(kind: str) -> type[VectorIndex]:
     """The class of an index kind, with an error naming the known ones."""
-    from . import exact, milvus  # noqa: F401 - register the built-in kinds (milvus imports pymilvus only when used)
+    # register the built-in kinds (faiss and pymilvus are imported only when used)
+    from . import exact, hnsw, milvus  # noqa: F401
 
     if kind not in INDEX_KINDS:
         raise VectorIndexError(f"unknown index kind {kind!r} (known: {', '.join(INDEX_KINDS)})")
