@@ -277,3 +277,27 @@ def test_ef_search_is_settable_and_filters_follow_changes(data, tmp_path):
     assert after[0] == "fresh" and len(after) == len(before) + 1
     index.delete([before[0]])
     assert before[0] not in index.search(queries[:1], k=500, filter=image).ids[0]
+
+
+def test_where_on_missing_metadata_is_sql_null_as_in_the_exact_index(tmp_path):
+    """A document without a field has NULL there: ``year > 2020`` must not pass it (numpy would
+    have made it NaN, which SQL ranks above every number)."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    vectors = clustered(rng, 400)
+    ids = [f"d{i}" for i in range(400)]
+    years = pa.array([2000 + i % 40 if i % 3 else None for i in range(400)], pa.int64())
+    fields = {"modality": np.array(["text"] * 400), "year": years}
+    where = Filter.of(None, "year > 2020")
+    truth = {ids[i] for i in range(400) if i % 3 and 2000 + i % 40 > 2020}
+    for kind in (HnswIndex, ExactIndex):
+        index = kind.build(vectors, ids, fields)
+        for idx in (index, _saved_and_loaded(index, tmp_path / kind.kind)):
+            hits = idx.search(vectors[:5], k=len(truth) + 50, filter=where)
+            assert all(set(found) == truth for found in hits.ids), kind.kind
+
+
+def _saved_and_loaded(index, folder):
+    index.save(folder)
+    return type(index).load(folder)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import UsageError, VectorIndexError, require
 from .base import Fields, Filter, Neighbours, register_index
+from .where import FieldTable, arrow_table
 
 #: Options and their defaults. M 32 / ef_search 128 reach recall@10 >= 0.95 on the 1M benchmark
 #: (benchmarks/results/scale.md); ef_construction 100 keeps a 1M build within minutes on 2 cores.
@@ -100,7 +101,9 @@ class HnswIndex:
         self._graph = graph
         self._ids = list(ids)
         self._alive = np.asarray(alive, dtype=bool).copy()
-        self._fields = {name: np.asarray(values) for name, values in fields.items()}
+        # one Arrow table, as the exact index keeps them: numpy would turn a missing number into NaN,
+        # which SQL compares as larger than every number
+        self._fields = FieldTable(_field_table(fields, len(self._ids), where))
         self._options = check_options(options)
         self.dim = int(graph.d)
         self.where = where
@@ -109,9 +112,6 @@ class HnswIndex:
             raise VectorIndexError(
                 f"{where}: {len(self._ids)} ids and {len(self._alive)} row flags for {graph.ntotal} vectors"
             )
-        for name, values in self._fields.items():
-            if len(values) != len(self._ids):
-                raise VectorIndexError(f"{where}: field {name!r} has {len(values)} values for {len(self._ids)} rows")
         self._row_of = {doc_id: row for row, doc_id in enumerate(self._ids) if self._alive[row]}
         self._masks: dict[Filter, np.ndarray | None] = {}  # recent filters' row masks (a mask over 1M rows costs ms)
 
@@ -165,7 +165,10 @@ class HnswIndex:
     @property
     def fields(self) -> dict[str, np.ndarray]:
         """The live documents' fields, in row order."""
-        return {name: values[self._alive] for name, values in self._fields.items()}
+        return {name: self._fields[name][self._alive] for name in self._names()}
+
+    def _names(self) -> list[str]:
+        return [name for name in self._fields if name != "_rows"]
 
     def vectors(self) -> np.ndarray:
         """The stored vectors of every graph row (deleted ones too): a read-only view into the
@@ -185,14 +188,17 @@ class HnswIndex:
 
     def add(self, vectors: np.ndarray, ids: Sequence[str], fields: Fields | None = None) -> None:
         """Add documents; an id already present is replaced (its old row becomes a tombstone)."""
+        import pyarrow as pa
+
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         ids = list(ids)
         if vectors.shape[1] != self.dim or len(vectors) != len(ids):
             raise VectorIndexError(f"{self.where}: cannot add {len(ids)} ids with vectors of shape {vectors.shape}")
         if len(set(ids)) != len(ids):
             raise VectorIndexError(f"{self.where}: the added ids are not unique")
-        if set(fields or {}) != set(self._fields):
-            raise VectorIndexError(f"{self.where}: added documents need the fields {sorted(self._fields)}")
+        if not set(self._names()) <= set(fields or {}):
+            raise VectorIndexError(f"{self.where}: added documents need the fields {sorted(self._names())}")
+        added = _field_table(fields or {}, len(ids), self.where)
         self._tombstone(ids)
         if self.mapped:  # faiss cannot grow a mapped vector array: take an owned copy first
             faiss = _faiss()
@@ -202,10 +208,10 @@ class HnswIndex:
         _add_in_chunks(self._graph, vectors)
         self._ids += ids
         self._alive = np.concatenate([self._alive, np.ones(len(ids), dtype=bool)])
-        self._fields = {
-            name: np.concatenate([values, np.asarray(fields[name])])  # type: ignore[index]
-            for name, values in self._fields.items()
-        }
+        table = pa.concat_tables([self._fields.arrow, added], promote_options="permissive")
+        if "_rows" in table.column_names and len(table.column_names) > 1:
+            table = table.drop_columns(["_rows"])
+        self._fields = FieldTable(table)
         self._row_of.update({doc_id: start + i for i, doc_id in enumerate(ids)})
         self._masks.clear()
         self._compact_if_sparse()
@@ -236,7 +242,7 @@ class HnswIndex:
         self._graph, self.mapped = graph, False
         self._ids = [self._ids[r] for r in live]
         self._alive = np.ones(len(live), dtype=bool)
-        self._fields = {name: values[live] for name, values in self._fields.items()}
+        self._fields = FieldTable(self._fields.arrow.take(live))
         self._row_of = {doc_id: row for row, doc_id in enumerate(self._ids)}
         self._masks.clear()
 
@@ -336,7 +342,6 @@ class HnswIndex:
 
     def save(self, folder: Path) -> None:
         """Write ``hnsw.faiss``, ``ids.json``, ``alive.npy``, ``fields.parquet`` and ``options.json``."""
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         faiss = _faiss()
@@ -345,12 +350,7 @@ class HnswIndex:
         faiss.write_index(self._graph, str(folder / "hnsw.faiss"))
         (folder / "ids.json").write_text(json.dumps(self._ids))
         np.save(folder / "alive.npy", self._alive)
-        table = (
-            pa.table({name: pa.array(values.tolist()) for name, values in self._fields.items()})
-            if self._fields
-            else pa.table({"_rows": pa.array(np.zeros(len(self._ids), dtype=np.int8))})
-        )
-        pq.write_table(table, folder / "fields.parquet")
+        pq.write_table(self._fields.arrow, folder / "fields.parquet")
         (folder / "options.json").write_text(json.dumps(self._options))
 
     @classmethod
@@ -372,8 +372,7 @@ class HnswIndex:
             raise
         except (OSError, ValueError, RuntimeError) as err:
             raise VectorIndexError(f"{folder}: unreadable hnsw index ({err})") from None
-        fields = {name: np.asarray(table[name].to_pylist()) for name in table.column_names if name != "_rows"}
-        index = cls(graph, ids, alive, fields, options, where=f"index at {folder}")
+        index = cls(graph, ids, alive, FieldTable(table), options, where=f"index at {folder}")
         index.mapped = mmap
         return index
 
@@ -396,3 +395,16 @@ def _add_in_chunks(graph: Any, vectors: np.ndarray, rows: np.ndarray | None = No
     for start in range(0, n, chunk):
         part = vectors[start : start + chunk] if rows is None else vectors[rows[start : start + chunk]]
         graph.add(np.ascontiguousarray(part, dtype=np.float32))
+
+
+def _field_table(fields: Fields, n: int, where: str):
+    """``fields`` as an Arrow table of ``n`` rows, every field checked for length."""
+    if isinstance(fields, FieldTable):
+        table = fields.arrow
+        if table.num_rows != n:
+            raise VectorIndexError(f"{where}: fields for {table.num_rows} rows, {n} ids")
+        return table
+    for name, values in fields.items():
+        if len(values) != n:
+            raise VectorIndexError(f"{where}: field {name!r} has {len(values)} values for {n} rows")
+    return arrow_table(fields, n)
