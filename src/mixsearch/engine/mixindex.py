@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +31,8 @@ from . import store
 from .fuse import CalibrationSpec, fuse_documents, presence, resolve_calibration
 
 log = logging.getLogger(__name__)
+#: How long opening an index keeps retrying while writers keep committing new generations under it.
+OPEN_RETRY_SECONDS = 30.0
 
 #: What a query image may be: a path to an image file, or an already loaded image (PIL).
 ImageQuery = Any
@@ -93,22 +97,29 @@ class MixIndex:
     ):
         folder = Path(folder)
         self.runtime = runtime
-        for _ in range(5):
+        deadline, attempt = time.monotonic() + OPEN_RETRY_SECONDS, 0
+        while True:
             manifest = store.read_manifest(folder)
             try:
                 data, calibrator, index = _load(folder, manifest)
                 break
             except (FileNotFoundError, MixsearchError) as err:
-                # a writer may have committed a new generation (and removed this one) meanwhile: retry
-                if store.read_manifest(folder) != manifest:
+                # a writer may have committed a new generation (and removed this one) meanwhile: retry,
+                # backing off a little, for as long as the folder keeps moving on (a writer committing
+                # back to back can outpace a slow reader several times in a row)
+                if store.read_manifest(folder) != manifest and time.monotonic() < deadline:
+                    attempt += 1
+                    time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.2)))  # jitter: no lockstep
                     continue
+                if store.read_manifest(folder) != manifest:
+                    raise VectorIndexError(
+                        f"{folder}: the index kept changing while it was being opened; try again"
+                    ) from None
                 if isinstance(err, FileNotFoundError):
                     raise VectorIndexError(
                         f"{folder}: damaged index: {err.filename} is missing; rebuild it with 'mixsearch index'"
                     ) from None
                 raise
-        else:
-            raise VectorIndexError(f"{folder}: the index kept changing while it was being opened; try again")
         self._setup(folder, manifest, data, calibrator, index, encoder, device, view=False)
 
     def _setup(
