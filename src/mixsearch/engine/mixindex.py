@@ -199,6 +199,19 @@ class MixIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def manifest_to_change(self) -> dict:
+        """The manifest on disk, for a writer holding the folder's lock: it must still be the state
+        this object was opened at (a change made from a stale view would undo someone else's)."""
+        current = store.read_manifest(self.folder)
+        if (current.get("generation"), current.get("created")) != (
+            self.manifest.get("generation"),
+            self.manifest.get("created"),
+        ):
+            raise VectorIndexError(
+                f"{self.folder} was changed by someone else since it was opened; open it again and redo the change"
+            )
+        return current
+
     def is_stale(self) -> bool:
         """Whether the folder now holds another state than this object (rebuilt or recalibrated
         since it was opened); reopen it with ``open_index`` to see the new one."""
@@ -466,14 +479,7 @@ class MixIndex:
         if not self.is_view:
             return self
         with store.writing(self.folder):
-            current = store.read_manifest(self.folder)
-            if (current.get("generation"), current.get("created")) != (
-                self.manifest.get("generation"),
-                self.manifest.get("created"),
-            ):
-                raise VectorIndexError(
-                    f"{self.folder} was changed by someone else since it was opened; open it again and redo the change"
-                )
+            current = self.manifest_to_change()
             generation = store.next_generation(current)
             legacy = current["format"] in store.LEGACY_FORMATS
             manifest = store.record_files(self.manifest, generation, keep_data_of=None if legacy else current)

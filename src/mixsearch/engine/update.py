@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..embedding import open_cache
-from ..errors import InputError, UsageError, VectorIndexError
+from ..errors import InputError, UsageError
 from ..index.base import positions_of
 from ..types import DOCUMENT_MODALITIES, Document, Problem
 from . import store
@@ -90,7 +90,7 @@ def add_documents(
     store.check_metadata_types(index.data.table.schema, store.document_table(docs).schema, corpus_name)
     folder = index.folder
     with store.writing(folder):
-        current = _current(index)
+        current = index.manifest_to_change()
         generation = store.next_generation(current)
         files = {role: folder / name for role, name in store.generation_files(generation).items()}
         written = list(files.values())
@@ -151,7 +151,7 @@ def delete_documents(index: MixIndex, ids: Iterable[str]) -> int:
     _check_writable(index)
     folder = index.folder
     with store.writing(folder):
-        current = _current(index)
+        current = index.manifest_to_change()
         rows = _stored_rows(index, ids)
         if not rows:
             store.tidy(folder, current, None)  # what an earlier writer killed after its commit left
@@ -191,19 +191,6 @@ def _fields_for(index: MixIndex, table) -> dict:
 def _check_writable(index: MixIndex) -> None:
     if index.is_view:
         raise UsageError("this is a view under another calibration; persist it first, or add to the index as opened")
-
-
-def _current(index: MixIndex) -> dict:
-    """The manifest on disk, which must still be the one ``index`` was opened at."""
-    current = store.read_manifest(index.folder)
-    if (current.get("generation"), current.get("created")) != (
-        index.manifest.get("generation"),
-        index.manifest.get("created"),
-    ):
-        raise VectorIndexError(
-            f"{index.folder} was changed by someone else since it was opened; open it again and redo the change"
-        )
-    return current
 
 
 def _stored_rows(index: MixIndex, ids: Sequence[str]) -> list[int]:
