@@ -263,6 +263,16 @@ def test_cli_add_delete_search_where(built, tmp_path):
     assert runner.invoke(app, ["delete", str(built.folder)]).exit_code == 2
 
 
+def test_a_change_from_a_stale_index_is_refused(built):
+    """Two handles on one folder: after one changes it, the other cannot write over that change."""
+    stale = ms.open_index(built.folder)
+    assert built.delete(["a0"]) == 1
+    for change in (lambda: stale.delete(["a1"]), lambda: stale.with_calibration("none").persist()):
+        with pytest.raises(ms.VectorIndexError, match="changed by someone else"):
+            change()
+    assert set(ms.open_index(built.folder).ids) == {f"a{i}" for i in range(1, 12)}
+
+
 def test_compaction_when_most_rows_are_deleted(built):
     assert built.delete([f"a{i}" for i in range(7)]) == 7
     manifest = store.read_manifest(built.folder)
