@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import UsageError, VectorIndexError
 from .base import Fields, Filter, Neighbours, positions_of, register_index
-from .where import FieldTable, arrow_table
+from .where import FieldTable, arrow_table, checked_table
 
 #: Storage types of the vectors (option ``dtype``): float16 halves memory and disk.
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -126,15 +126,9 @@ class ExactIndex:
         self.dim = int(vectors.shape[1])
         self._parts = [_Part("0", vectors)]
         self._ids = list(ids)
-        self._table = self._field_table(fields, len(self._ids))
+        self._table = checked_table(fields or {}, len(self._ids), self.where)
         self._deleted: np.ndarray | None = None
         self._forget()
-
-    def _field_table(self, fields: Fields | None, n: int):
-        for name, values in (fields or {}).items():
-            if len(values) != n:
-                raise VectorIndexError(f"{self.where}: field {name!r} has {len(values)} values for {n} ids")
-        return arrow_table(fields or {}, n)
 
     def _forget(self) -> None:
         """Drop what is derived from the rows (recomputed on demand)."""
@@ -233,7 +227,7 @@ class ExactIndex:
         have = {n for n in self._table.column_names if n != "_rows"}
         if not have <= set(fields or {}):
             raise VectorIndexError(f"{self.where}: added documents need the fields {sorted(have)}")
-        added = self._field_table(fields, len(ids))
+        added = checked_table(fields or {}, len(ids), self.where)
         self.delete(ids)
         names = [int(p.name) for p in self._parts if p.name.isdigit()]
         self._parts.append(_Part(str(max(names, default=-1) + 1), _cast(vectors, self._dtype)))

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import UsageError, VectorIndexError, require
 from .base import Fields, Filter, Neighbours, register_index
-from .where import FieldTable, arrow_table
+from .where import FieldTable, checked_table
 
 #: Options and their defaults. M 32 / ef_search 128 reach recall@10 >= 0.95 on the 1M benchmark
 #: (benchmarks/results/scale.md); ef_construction 100 keeps a 1M build within minutes on 2 cores.
@@ -103,7 +103,7 @@ class HnswIndex:
         self._alive = np.asarray(alive, dtype=bool).copy()
         # one Arrow table, as the exact index keeps them: numpy would turn a missing number into NaN,
         # which SQL compares as larger than every number
-        self._fields = FieldTable(_field_table(fields, len(self._ids), where))
+        self._fields = FieldTable(checked_table(fields, len(self._ids), where))
         self._options = check_options(options)
         self.dim = int(graph.d)
         self.where = where
@@ -198,7 +198,7 @@ class HnswIndex:
             raise VectorIndexError(f"{self.where}: the added ids are not unique")
         if not set(self._names()) <= set(fields or {}):
             raise VectorIndexError(f"{self.where}: added documents need the fields {sorted(self._names())}")
-        added = _field_table(fields or {}, len(ids), self.where)
+        added = checked_table(fields or {}, len(ids), self.where)
         self._tombstone(ids)
         if self.mapped:  # faiss cannot grow a mapped vector array: take an owned copy first
             faiss = _faiss()
@@ -395,16 +395,3 @@ def _add_in_chunks(graph: Any, vectors: np.ndarray, rows: np.ndarray | None = No
     for start in range(0, n, chunk):
         part = vectors[start : start + chunk] if rows is None else vectors[rows[start : start + chunk]]
         graph.add(np.ascontiguousarray(part, dtype=np.float32))
-
-
-def _field_table(fields: Fields, n: int, where: str):
-    """``fields`` as an Arrow table of ``n`` rows, every field checked for length."""
-    if isinstance(fields, FieldTable):
-        table = fields.arrow
-        if table.num_rows != n:
-            raise VectorIndexError(f"{where}: fields for {table.num_rows} rows, {n} ids")
-        return table
-    for name, values in fields.items():
-        if len(values) != n:
-            raise VectorIndexError(f"{where}: field {name!r} has {len(values)} values for {n} rows")
-    return arrow_table(fields, n)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, VectorIndexError
 
 
 class FieldTable(Mapping):
@@ -34,6 +34,19 @@ class FieldTable(Mapping):
 
     def __len__(self) -> int:
         return len(self.arrow.column_names)
+
+
+def checked_table(fields: Mapping[str, object], n: int, where: str):
+    """``fields`` as an Arrow table of ``n`` rows (what an index keeps to filter on), every field
+    checked to hold ``n`` values; ``where`` names the index in the error."""
+    if isinstance(fields, FieldTable):
+        if fields.arrow.num_rows != n:
+            raise VectorIndexError(f"{where}: fields for {fields.arrow.num_rows} rows, {n} ids")
+        return fields.arrow
+    for name, values in fields.items():
+        if len(values) != n:  # type: ignore[arg-type]
+            raise VectorIndexError(f"{where}: field {name!r} has {len(values)} values for {n} ids")  # type: ignore[arg-type]
+    return arrow_table(fields, n)
 
 
 def arrow_table(fields: Mapping[str, object], n: int):
