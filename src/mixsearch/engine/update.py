@@ -91,10 +91,7 @@ def add_documents(
     folder = index.folder
     with store.writing(folder):
         current = index.manifest_to_change()
-        generation = store.next_generation(current)
-        files = {role: folder / name for role, name in store.generation_files(generation).items()}
-        written = list(files.values())
-        store.clear(written)
+        generation, files, written = _next_files(folder, current)
         try:
             segments = store.link_data(folder, current, files["documents"], files["raw"])
             segment = str(generation)
@@ -156,10 +153,7 @@ def delete_documents(index: MixIndex, ids: Iterable[str]) -> int:
         if not rows:
             store.tidy(folder, current, None)  # what an earlier writer killed after its commit left
             return 0
-        generation = store.next_generation(current)
-        files = {role: folder / name for role, name in store.generation_files(generation).items()}
-        written = list(files.values())
-        store.clear(written)
+        generation, files, written = _next_files(folder, current)
         try:
             segments = store.link_data(folder, current, files["documents"], files["raw"])
             vector_index = store.open_vector_index(folder, current, index.documents)
@@ -198,6 +192,15 @@ def _stored_rows(index: MixIndex, ids: Sequence[str]) -> list[int]:
     deleted = index.data.deleted
     live = np.arange(index.data.stored) if deleted is None else np.flatnonzero(~deleted)
     return [int(r) for r in live[positions_of(index.data.table["id"], set(ids))]]
+
+
+def _next_files(folder: Path, current: dict) -> tuple[int, dict[str, Path], list[Path]]:
+    """The next generation's number and file paths, cleared of what a writer that died there left."""
+    generation = store.next_generation(current)
+    files = {role: folder / name for role, name in store.generation_files(generation).items()}
+    written = list(files.values())
+    store.clear(written)
+    return generation, files, written
 
 
 def _deleted(data: store.Data, rows: list[int], added: int) -> np.ndarray:
