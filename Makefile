@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-all lint install clean
 
 $(BIN)/mixsearch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ install: $(BIN)/mixsearch
 demo: install
 	$(BIN)/mixsearch demo
 
+# the everyday loop: everything but the tests marked slow (a few minutes on 2 cores)
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# every test, the slow end-to-end ones too: what CI runs
+test-all: install
+	$(BIN)/python -m pytest -q --durations=15
 
 # ruff (lint and formatting) and mypy, configured in pyproject.toml; CI runs this before the tests
 lint: install

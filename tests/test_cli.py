@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from mixsearch.cli import app
@@ -126,6 +127,7 @@ def test_failed_runs_exit_1_and_usage_errors_exit_2(tiny_clip, tiny_clip_other, 
     assert code == 0 and len(out.strip().splitlines()) == 2, out
 
 
+@pytest.mark.slow
 def test_console_script_runs_as_a_process(tiny_clip, mixed_corpus, tmp_path):
     env = dict(os.environ)
     cmd = [

@@ -4,6 +4,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from mixsearch import load_encoder, open_index
@@ -26,6 +27,7 @@ def ndcg10_by_hand(index, queries, relevant):
     return float(np.mean(gains))
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     assert shipped_calibration("mixclip-flickr8k") is not None, "the bundled model ships its calibration"
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo")])

@@ -97,6 +97,7 @@ def two_corpora(tmp_path):
     return corpus(tmp_path / "a", "a", seed=1), corpus(tmp_path / "b", "b", seed=2)
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_build_loses_nothing(tiny_clip, two_corpora, tmp_path):
     a, b = two_corpora
     env = dict(os.environ)
@@ -115,6 +116,7 @@ def test_kill_9_during_a_build_loses_nothing(tiny_clip, two_corpora, tmp_path):
         assert answers(out) == ref_b and only_current_files(out), point
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_recalibration_loses_nothing(tiny_clip, two_corpora, tmp_path):
     a, _ = two_corpora
     env = dict(os.environ)
@@ -146,6 +148,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tiny_clip, tw
     ms.open_index(out).recalibrate("none", alpha=0.2)  # free again
 
 
+@pytest.mark.slow
 def test_two_index_processes_into_one_folder_never_mix(tiny_clip, two_corpora, tmp_path):
     a, b = two_corpora
     refs = {}
@@ -345,6 +348,7 @@ print(opened, failed)
 """
 
 
+@pytest.mark.slow
 def test_readers_opening_during_commits_never_fail(tiny_clip, two_corpora, tmp_path):
     """A reader in another process opens the index over and over while this one recalibrates it:
     every open succeeds (a reader that meets a generation being removed retries with the new one)."""

@@ -196,6 +196,7 @@ def test_align_with_unequal_widths_is_refused(tmp_path):
         ms.load_encoder(str(folder))
 
 
+@pytest.mark.slow
 def test_missing_sentencepiece_is_named(checkpoints, tmp_path):
     """Without the SentencePiece library a SigLIP tokenizer cannot load: the command says so in
     one line (exit 1), no traceback."""

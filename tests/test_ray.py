@@ -20,6 +20,9 @@ from mixsearch.embedding import open_cache
 from mixsearch.embedding.distributed import RayOptions, fill_cache_on_ray, ray_options
 from mixsearch.errors import MissingDependencyError, ModelError, UsageError
 
+# a local Ray cluster per module: the slowest file of the suite, run by `make test-all` (CI)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):

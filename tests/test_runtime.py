@@ -19,6 +19,7 @@ def probe(tmp_path):
     return texts, images
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny_clip", "tiny_siglip"])
 def test_onnx_towers_give_pytorchs_embeddings(model, request, tmp_path):
     folder = str(request.getfixturevalue(model))
@@ -35,6 +36,7 @@ def test_onnx_towers_give_pytorchs_embeddings(model, request, tmp_path):
     assert again.runtime == "onnx"
 
 
+@pytest.mark.slow
 def test_auto_exports_only_for_a_long_run(tiny_clip, tmp_path, monkeypatch):
     enc = ms.load_encoder(str(tiny_clip))
     assert enc.runtime == "torch"  # nothing exported yet: a few queries are not worth an export
@@ -75,6 +77,7 @@ def test_runtime_choices_are_checked(tiny_clip, monkeypatch):
     assert ms.load_encoder(str(tiny_clip)).runtime == "torch"  # auto without onnxruntime: PyTorch, quietly
 
 
+@pytest.mark.slow
 def test_a_runtime_failure_mid_encode_falls_back_to_pytorch(tiny_clip, tmp_path, monkeypatch, caplog):
     enc = ms.load_encoder(str(tiny_clip), runtime="onnx")
     texts, images = probe(tmp_path)

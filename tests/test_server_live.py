@@ -101,6 +101,7 @@ def test_search_url_asks_the_server(server, index_folder, tmp_path):
     assert nobody.returncode == 1 and "no mixsearch server answers" in nobody.stderr
 
 
+@pytest.mark.slow
 def test_load_1000_queries_from_50_clients(server, index_folder):
     rng = np.random.default_rng(0)
     words = "dog cat beach ball red blue runs jumps grass snow child water bike street man woman".split()
@@ -159,6 +160,7 @@ def _multipart(data: bytes) -> tuple[bytes, str]:
     return build({"k": 10}, "image", "q.png", data)
 
 
+@pytest.mark.slow
 def test_token_and_ctrl_c(index_folder):
     live = CliServer(str(index_folder), env={"MIXSEARCH_TOKEN": "t0ken-for-tests"})
     try:

@@ -331,6 +331,7 @@ else:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["add", "delete"])
 def test_kill_9_during_an_add_or_delete_loses_nothing(tiny_clip, tmp_path, action):
     a = write_corpus(tmp_path / "a", "a", records(tmp_path / "a", "a", 8, 1))
