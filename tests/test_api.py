@@ -1,51 +1,20 @@
-"""The public Python API as users meet it: the README's example run as written, indexes made by
-mixsearch 0.1 (format 1), calibration views, the batch query API, library manners."""
+"""The public Python API as users meet it: indexes made by mixsearch 0.1 (format 1), calibration
+views, the batch query API, library manners. (The examples of the README and docs: test_docs.py.)"""
 
 import json
 import logging
-import re
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_image
 
 import mixsearch as ms
 from mixsearch.engine import store
 from mixsearch.progress import show_progress
 
-ROOT = Path(__file__).resolve().parents[1]
 LEGACY = Path(__file__).parent / "data" / "legacy-v1"
-
-
-def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) >= 2  # the first two; later ones are run by the tests of their features
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "photos").mkdir()
-    for i in range(4):
-        write_image(tmp_path / "photos" / f"p{i}.png", i)
-    write_image(tmp_path / "photos" / "query.jpg", 9)
-    (tmp_path / "queries.txt").write_text("a dog on the beach\nchildren in the snow\n")
-    (tmp_path / "texts.txt").write_text("A brown dog runs along the sand by the sea .\nTwo kids build a snowman .\n")
-    docs = [
-        {"id": "t1", "text": "a dog running on the beach"},
-        {"id": "i1", "image": "photos/p0.png"},
-        {"id": "m1", "text": "a red ball on the grass", "image": "photos/p1.png"},
-    ]
-    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    ns: dict = {}
-    exec(compile(blocks[0], "README.md (python example)", "exec"), ns)
-    index, results = ns["index"], ns["results"]
-    assert len(results) == 2 and all(len(hits) == 3 for hits in results)
-    assert index.manifest["calibration"]["method"] == "none"  # recalibrate changed this very object...
-    assert ms.open_index("my-index").manifest["calibration"]["method"] == "none"  # ...and the folder
-    assert len(index.search("a dog", k=2)) == 2  # and it still searches
-    rng = np.random.default_rng(0)
-    arrays = {name: rng.normal(size=(5, 8)).astype(np.float32) for name in ("Q", "T", "I")}
-    exec(compile(blocks[1], "README.md (calibrator example)", "exec"), {"ms": ms, **arrays})
 
 
 def test_index_made_by_mixsearch_0_1_opens_searches_and_upgrades(tmp_path, monkeypatch):

@@ -326,14 +326,14 @@ def test_server_min_relevance(tiny_clip, tmp_path):
         assert client.get("/api/search", params={"q": "dog", "min_relevance": 3}).status_code == 422
 
 
-def test_readme_relevance_example_runs_as_written(captions, tmp_path, monkeypatch):
+def test_docs_relevance_example_runs_as_written(captions, tmp_path, monkeypatch):
     import re
     import shutil
 
     from mixsearch.calibration import shipped_calibration
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "fit_relevance" in b]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "relevance.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "fit_relevance" in b]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "flickr8k").symlink_to(captions)  # the example's dataset, in its layout
     shutil.copy(shipped_calibration("mixclip-flickr8k"), tmp_path / "means.safetensors")
@@ -342,6 +342,6 @@ def test_readme_relevance_example_runs_as_written(captions, tmp_path, monkeypatc
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     index, _ = ms.build_index("c.jsonl", "idx", "mixclip-flickr8k", calibration="means.safetensors", progress=False)
     ns = {"ms": ms, "index": index}
-    exec(compile(block, "README.md (relevance example)", "exec"), ns)
+    exec(compile(block, "docs/relevance.md (example)", "exec"), ns)
     assert ns["cal"].relevance_.kind == "isotonic" and ms.load_calibration("means+rel.safetensors").relevance_
     assert all(0 <= h.relevance <= 1 for h in index.search("a dog"))
