@@ -289,16 +289,17 @@ class MixIndex:
         is below it, so fewer than ``k`` may come back.
         """
         media = {"image": image, "audio": audio, "video": video}
-        many = isinstance(query, Sequence) and not isinstance(query, str)  # a str is one query, not characters
-        if isinstance(query, Sequence) and not isinstance(query, str):
-            if any(v is not None for v in media.values()):
-                raise UsageError("image=, audio= and video= describe one query; give a list of Query(...) instead")
-            queries = [_as_query(q) for q in query]
+        if isinstance(query, str) or not isinstance(query, Sequence):  # a str is one query, never its characters
+            queries, one = [_as_query(query, **media)], True
+        elif any(v is not None for v in media.values()):
+            raise UsageError("image=, audio= and video= describe one query; give a list of Query(...) instead")
         else:
-            queries = [_as_query(query, **media)]
+            queries, one = [_as_query(q) for q in query], False
         filter_, cut = self._check_arguments(k, modality, where, min_relevance)  # before the model loads
+        if not queries:
+            return SearchResults([])
         results = self._rank(self._query_vectors(queries), int(k), filter_, cut)
-        return results if many else results[0]
+        return results[0] if one else results
 
     def search_vectors(
         self,
@@ -383,8 +384,6 @@ class MixIndex:
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, q in enumerate(queries):
             groups.setdefault(q.parts, []).append(i)
-        if not groups:
-            return np.zeros((0, int(self.index.dim)), dtype=np.float32)
         rows = [i for group in groups.values() for i in group]
         vectors = np.concatenate([self._calibrate(self._embed([queries[i] for i in g])) for g in groups.values()])
         return vectors[np.argsort(rows)]  # back to the order asked
