@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsearch import Document, build_index, load_calibration, load_encoder
+from mixsearch import Document, Query, build_index, load_calibration, load_encoder
 from mixsearch.calibration import shipped_calibration
 from mixsearch.eval import evaluate, run_from_ranking
 
@@ -35,7 +35,7 @@ def retrieval(encoder, docs, queries, query_part, work: Path) -> dict:
     idx, _ = build_index(docs, work, encoder, calibration="none", progress=False)
     ids = list(queries)
     items = [queries[i] for i in ids]
-    hits = idx.search_batch(**{"texts" if query_part == "text" else "images": items}, k=10)
+    hits = idx.search(items if query_part == "text" else [Query(image=x) for x in items], k=10)
     run = run_from_ranking({f"q-{i}": [h.id for h in hs] for i, hs in zip(ids, hits)})
     qrels = {f"q-{i}": {i: 1} for i in ids}
     return {m: round(v, 4) for m, v in evaluate(qrels, run, RECALLS).items()}, idx

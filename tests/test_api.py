@@ -83,21 +83,16 @@ def test_batch_search_equals_one_query_at_a_time(built, mixed_corpus):
     img = mixed_corpus.parent / "img"
     texts = ["dog beach ball", "snow child", "red bike street"]
     images = [img / "i0.png", img / "m2.png", img / "i3.png"]
-    cases = [dict(texts=texts), dict(images=images), dict(texts=texts, images=images)]
-    for case in cases:
-        batch = built.search_batch(**case, k=4, modality=["image", "multimodal"])
+    cases = [texts, [ms.Query(image=i) for i in images], [ms.Query(t, image=i) for t, i in zip(texts, images)]]
+    for queries in cases:
+        batch = built.search(queries, k=4, modality=["image", "multimodal"])
         assert len(batch) == 3
         for i, hits in enumerate(batch):
-            one = built.search(
-                case["texts"][i] if "texts" in case else None,
-                case["images"][i] if "images" in case else None,
-                k=4,
-                modality=["image", "multimodal"],
-            )
+            one = built.search(queries[i], k=4, modality=["image", "multimodal"])
             assert [(h.id, h.rank) for h in hits] == [(h.id, h.rank) for h in one]
             assert all(h.modality in ("image", "multimodal") for h in hits)
-    raw = built.embed_queries(texts)
-    assert built.search_batch(embeddings=raw, k=4).ids() == built.search_batch(texts, k=4).ids()
+    raw = {"text": built.encoder.encode(texts)}
+    assert built.search_vectors(raw, k=4).ids() == built.search(texts, k=4).ids()
     assert built.search(image=img / "i2.png", k=1)[0].id == "i2"
     from PIL import Image
 
@@ -109,7 +104,7 @@ def test_query_mistakes_are_clear_errors(built, tmp_path):
         built.search(image=tmp_path / "nowhere.png")
     with pytest.raises(ms.UsageError, match="pass an image as image="):
         built.search(Path("photo.png"))
-    for bad in (dict(), dict(text="   "), dict(text="x", k=0), dict(text="x", modality="pictures")):
+    for bad in (dict(), dict(query="   "), dict(query="x", k=0), dict(query="x", modality="pictures")):
         with pytest.raises(ms.UsageError):
             built.search(**bad)
     with pytest.raises(ms.UsageError, match="come in pairs"):

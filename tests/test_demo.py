@@ -17,7 +17,7 @@ from mixsearch.demo import SAMPLE
 def ndcg10_by_hand(index, queries, relevant):
     """NDCG@10 with one relevant document per query, from a brute-force ranking of the stored vectors."""
     encoder = load_encoder("mixclip-flickr8k")
-    q = index.calibrate_queries({"text": encoder.encode([x.text for x in queries])})
+    q = index._calibrate({"text": encoder.encode([x.text for x in queries])})
     scores = q @ np.asarray(index.index.vectors).T
     gains = []
     for i, query in enumerate(queries):

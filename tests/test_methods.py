@@ -222,14 +222,14 @@ def test_score_level_ranking_through_mixindex(engine, method):
     idx, enc, cal = engine
     view = idx.with_calibration(cal.with_method(method))
     assert view.manifest["calibration"]["method"] == method
-    got = view.search_batch(QUERIES, k=12).ids()
+    got = view.search(QUERIES, k=12).ids()
     assert got == _direct(idx, enc, view.calibrator, method)
-    top = view.search_batch(QUERIES, k=5).ids()  # k smaller than the corpus: the same head
+    top = view.search(QUERIES, k=5).ids()  # k smaller than the corpus: the same head
     assert top == [g[:5] for g in got]
     # a modality filter keeps the method's order within that modality
-    only = view.search_batch(QUERIES, k=12, modality="image").ids()
+    only = view.search(QUERIES, k=12, modality="image").ids()
     assert only == [[d for d in g if d.startswith("i")] for g in got]
-    plain = idx.search_batch(QUERIES, k=12).ids()
+    plain = idx.search(QUERIES, k=12).ids()
     assert got != plain  # the method changed the merged order (the plain one favours one modality)
 
 
@@ -244,7 +244,7 @@ def test_vector_methods_through_mixindex(engine):
         present = {m: np.array([v is not None for v in idx.documents[m]]) for m in raw}
         scores = c.transform(q, "query") @ c.transform_documents(parts, present).T
         expected = [[idx.ids[j] for j in np.argsort(-row, kind="stable")[:5]] for row in scores]
-        assert view.search_batch(QUERIES[:2], k=5).ids() == expected
+        assert view.search(QUERIES[:2], k=5).ids() == expected
 
 
 def test_build_and_recalibrate_with_a_method(engine, tmp_path):

@@ -481,5 +481,5 @@ def test_search_api_takes_audio_and_video(checkpoints, tmp_path):
         idx.search(image=tmp_path / "v.mp4", video=tmp_path / "v.mp4")
     with pytest.raises(ms.UsageError, match="come in pairs"):
         idx.search_batch(["a", "b"], videos=[tmp_path / "v.mp4"])
-    results = idx.search_batch(videos=[tmp_path / "v.mp4"] * 2, k=1)
+    results = idx.search([ms.Query(video=tmp_path / "v.mp4")] * 2, k=1)
     assert results.ids() == [["v"], ["v"]]

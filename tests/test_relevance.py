@@ -174,7 +174,7 @@ def test_min_relevance_cuts_hits_through_a_real_index(small_index, tmp_path):
     assert 0 < len(cut) < 12
     assert [h.id for h in cut] == [h.id for h, r in zip(all_hits, expected) if r >= 0.5]
     assert [h.rank for h in cut] == list(range(1, len(cut) + 1))
-    batch = view.search_batch(["a dog on the beach", "red ball"], k=12, min_relevance=0.5)
+    batch = view.search(["a dog on the beach", "red ball"], k=12, min_relevance=0.5)
     assert batch.ids()[0] == [h.id for h in cut]
     assert view.search("a dog on the beach", k=12, min_relevance=1.0) == [] or all(
         h.relevance >= 1.0 for h in view.search("a dog on the beach", k=12, min_relevance=1.0)
@@ -218,7 +218,7 @@ def test_relevance_pairs_hold_every_judged_pair_and_hard_negatives(tiny_clip, ca
     docs, _ = B.mixed_corpus(b, 0)
     index, _ = ms.build_index(docs, tmp_path / "idx", str(tiny_clip), calibration="none", progress=False)
     vecs = B.thresholds.query_vectors(
-        index, {("text",): ([q.id for q in b.queries], index.embed_queries([q.text for q in b.queries]))}
+        index, {("text",): ([q.id for q in b.queries], {"text": index.encoder.encode([q.text for q in b.queries])})}
     )
     scores, labels, mods = B.relevance_pairs(index, vecs, b.qrels, depth=3, random=2, seed=0)
     assert labels.sum() == 48  # every query's one relevant document, retrieved or not

@@ -114,7 +114,7 @@ def test_where_filters_numbers_strings_and_or_with_modality(built):
         want = expected(pred, modality)
         hits = built.search("dog beach", k=50, where=where, modality=modality)
         assert {h.id for h in hits} == want and want, where
-    assert sorted(h.id for h in built.search_batch(["a", "b"], k=3, where="year = 2016")[1]) == ["a1", "a11"]
+    assert sorted(h.id for h in built.search(["a", "b"], k=3, where="year = 2016")[1]) == ["a1", "a11"]
 
 
 def test_where_returns_k_hits_whenever_k_qualify(tmp_path):

@@ -3,7 +3,8 @@
     import mixsearch as ms
     encoder = ms.load_encoder("mixclip-flickr8k")
     index, report = ms.build_index("corpus.jsonl", "my-index", encoder)   # calibrates on the corpus
-    index.search("a dog running on the beach", k=5)
+    index.search("a dog running on the beach", k=5)                # -> [Hit, ...]
+    index.search(["a dog", ms.Query(image="q.jpg")], k=5)           # -> SearchResults, one list each
 
 The flow is ingest -> encoders/embedding -> calibration -> index -> engine -> eval/bench, one
 package each, data flowing one way.
@@ -31,7 +32,7 @@ from .errors import (  # noqa: E402
 )
 from .index import ExactIndex, Filter, VectorIndex  # noqa: E402
 from .ingest import read_corpus  # noqa: E402
-from .types import Document, Hit, Problem  # noqa: E402
+from .types import Document, Hit, Problem, Query  # noqa: E402
 
 __all__ = [
     "BenchError",
@@ -49,6 +50,7 @@ __all__ = [
     "MixsearchError",
     "ModelError",
     "Problem",
+    "Query",
     "SearchResults",
     "UsageError",
     "VectorIndex",

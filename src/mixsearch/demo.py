@@ -73,9 +73,7 @@ def run_demo(
         "calibrated": build_index(corpus, out / "calibrated", encoder, calibration=calibration, progress=False)[0],
     }
     texts = [q.text or "" for q in bench.queries]  # every captions query has a text
-    hits = {
-        name: dict(zip((q.id for q in bench.queries), idx.search_batch(texts, k=k))) for name, idx in indexes.items()
-    }
+    hits = {name: dict(zip((q.id for q in bench.queries), idx.search(texts, k=k))) for name, idx in indexes.items()}
     modality_of = {d.id: d.modality for d in docs}
     summary = {}
     for name, per_query in hits.items():

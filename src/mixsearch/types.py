@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
 
 #: Every modality a document part can have, in the order fused vectors are built.
 MODALITIES = ("text", "image", "audio", "video")
@@ -55,6 +58,36 @@ class Document:
         """``text``, ``image``, ``audio``, ``video``, or ``multimodal`` for several parts."""
         parts = self.parts
         return parts[0] if len(parts) == 1 else "multimodal"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search query: a text, a medium, or a text with one medium (an image+text query, say).
+
+    ``image``, ``audio`` and ``video`` are paths to files or already loaded objects (a PIL image,
+    ``ingest.audio.Audio``, ``ingest.video.Video``). At least one part, at most one medium.
+    """
+
+    text: str | None = None
+    image: Any = None
+    audio: Any = None
+    video: Any = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None and not isinstance(self.text, str):
+            raise UsageError(f"text must be a string, not {type(self.text).__name__}; pass an image as image=...")
+        media = [m for m in MEDIA if getattr(self, m) is not None]
+        if self.text is None and not media:
+            raise UsageError("empty query: give a text, an image, an audio clip or a video (or a text with one)")
+        if self.text is not None and not self.text.strip():
+            raise UsageError(f"empty query: the text {self.text!r} is blank")
+        if len(media) > 1:
+            raise UsageError(f"one kind of media per query, not {' and '.join(media)} together")
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The modalities this query has, in ``MODALITIES`` order (``("text", "image")``, say)."""
+        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
 
 
 @dataclass(frozen=True)

@@ -362,7 +362,7 @@ def _probes(
     hits = {}
     for name, view in (("plain", plain), ("calibrated", calibrated)):
         log.info("audit: ranking %d probes, %s", len(texts), name)
-        found = view.search_batch(embeddings={"text": vectors}, k=k + extra)
+        found = view.search_vectors({"text": vectors}, k=k + extra)
         hits[name] = [_drop_own(h, o, k) for h, o in zip(found, own)]
     categories = list(corpus_shares)
     result: dict[str, Any] = {

@@ -2,7 +2,7 @@
 encode the queries once, run the asked settings, and collect every number for the report.
 
 Everything that ranks goes through the engine (``build_index``, then ``MixIndex.with_calibration``
-views and ``MixIndex.search_batch``): this package builds corpora and query sets, hands them to the
+views and ``MixIndex.search_vectors``): this package builds corpora and query sets, hands them to the
 engine, and turns its hit lists into runs for ``mixsearch.eval``.
 """
 
@@ -95,11 +95,11 @@ class ModelRun:
             if not ids:
                 continue
             if pushdown:
-                text = view.search_batch(embeddings=parts, k=depth, modality="text")
-                media = view.search_batch(embeddings=parts, k=depth, modality=["image", "audio", "video"])
+                text = view.search_vectors(parts, k=depth, modality="text")
+                media = view.search_vectors(parts, k=depth, modality=["image", "audio", "video"])
                 hits = [(t + i)[:depth] for t, i in zip(text, media)]
             else:
-                hits = list(view.search_batch(embeddings=parts, k=depth))
+                hits = list(view.search_vectors(parts, k=depth))
             out.update(zip(ids, hits))
         return out
 

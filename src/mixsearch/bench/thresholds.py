@@ -56,7 +56,7 @@ def query_vectors(index: MixIndex, raw: Mapping[tuple[str, ...], tuple[list[str]
     out: dict[str, np.ndarray] = {}
     for ids, parts in raw.values():
         if ids:
-            out.update(zip(ids, index.calibrate_queries(parts)))
+            out.update(zip(ids, index._calibrate(parts)))
     return out
 
 

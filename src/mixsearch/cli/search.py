@@ -116,7 +116,7 @@ def _search_here(
     if calibration == "plain":
         index = index.with_calibration("none")
     return index.search(
-        text, image, audio=audio, video=video, k=k, modality=modality, where=where, min_relevance=min_relevance
+        text, image=image, audio=audio, video=video, k=k, modality=modality, where=where, min_relevance=min_relevance
     )
 
 

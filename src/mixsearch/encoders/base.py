@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ BUNDLED_MODELS = {
 
 
 class Encoder(ABC):
-    """``encode(items, modality)`` -> L2-normalised float32 rows, one per item.
+    """``encode(items, modality)`` -> L2-normalised float32 rows, one per item (one vector for one item).
 
     Subclasses set ``name``, ``fingerprint`` (a hash of the weights and preprocessing files),
     ``dim``, ``modalities`` and ``max_length``, and implement ``_encode_batch``.
@@ -46,25 +47,33 @@ class Encoder(ABC):
 
     def encode(
         self,
-        items: Sequence[Any],
+        items: Any,
         modality: str = "text",
         *,
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> np.ndarray:
-        """Encode texts (``modality="text"``) or media (paths or loaded objects, e.g. PIL images)."""
+        """Encode texts (``modality="text"``) or media (paths or loaded objects, e.g. PIL images).
+
+        A list gives one row per item, ``(n, d)``; one item (a string, a path, a loaded image)
+        gives one vector, ``(d,)``, as in sentence-transformers: a string is never read as a list
+        of characters."""
         vectors, _ = self.encode_with_flags(items, modality, batch_size=batch_size, progress=progress)
         return vectors
 
     def encode_with_flags(
         self,
-        items: Sequence[Any],
+        items: Any,
         modality: str = "text",
         *,
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Like ``encode``, also returning which texts were truncated to the model's context."""
+        """Like ``encode``, also returning which texts were truncated to the model's context
+        (one flag for one item)."""
+        if _is_one_item(items):
+            one, one_flag = self.encode_with_flags([items], modality, batch_size=batch_size, progress=progress)
+            return one[0], one_flag[0]
         self.check_modality(modality)
         batch_size = batch_size or self.batch_size
         out, flags = [], []
@@ -118,6 +127,12 @@ class Encoder(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, dim={self.dim}, fingerprint={self.fingerprint})"
+
+
+def _is_one_item(items: Any) -> bool:
+    """Whether ``encode`` was given one item rather than a list of them: a string or a path, or
+    anything that is not a sequence (a PIL image, a loaded clip). Arrays count as lists of rows."""
+    return isinstance(items, (str, bytes, os.PathLike)) or not isinstance(items, (Sequence, np.ndarray))
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

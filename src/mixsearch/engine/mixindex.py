@@ -1,8 +1,8 @@
 """An index folder opened for search.
 
-``MixIndex`` answers text, image and image+text queries, one at a time (``search``) or in batches
-(``search_batch``), through one path: encode -> calibrate the queries -> vector index -> hits. The
-encoder loads on the first query that needs it. ``with_calibration`` gives a view of the same
+``MixIndex`` answers text, image and image+text queries, one or a list of them (``search``), through
+one path: encode -> calibrate the queries -> vector index -> hits (``search_vectors`` starts from
+embeddings). The encoder loads on the first query that needs it. ``with_calibration`` gives a view of the same
 index under another calibration or alpha, computed in memory from the stored raw embeddings;
 ``persist`` writes a view to the folder, and ``recalibrate`` does both in place.
 """
@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..calibration.relevance import check_min_relevance as _check_relevance_valu
 from ..encoders import Encoder, load_encoder
 from ..errors import CalibrationError, MixsearchError, UsageError, VectorIndexError
 from ..index import Filter, Neighbours, VectorIndex, build_index_of_kind
-from ..types import MEDIA, Document, Hit
+from ..types import MEDIA, MODALITIES, Document, Hit, Query
 from . import store
 from .fuse import CalibrationSpec, fuse_documents, presence, resolve_calibration
 
@@ -231,20 +232,54 @@ class MixIndex:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def search(
+    @overload
+    def search(  # type: ignore[overload-overlap]  # a str is a Sequence too: the first variant wins
         self,
-        text: str | None = None,
-        image: ImageQuery | None = None,
+        query: str | Query | None = None,
         *,
+        image: ImageQuery | None = None,
         audio: MediaQuery | None = None,
         video: MediaQuery | None = None,
         k: int = 10,
         modality: str | Sequence[str] | None = None,
         where: str | None = None,
         min_relevance: float | None = None,
-    ) -> list[Hit]:
-        """Search with a text, an image (a path or a PIL image), an audio clip or a video (paths),
-        or a text with one of those (e.g. an image+text query).
+    ) -> list[Hit]: ...
+
+    @overload
+    def search(
+        self,
+        query: Sequence[str | Query],
+        *,
+        image: ImageQuery | None = None,
+        audio: MediaQuery | None = None,
+        video: MediaQuery | None = None,
+        k: int = 10,
+        modality: str | Sequence[str] | None = None,
+        where: str | None = None,
+        min_relevance: float | None = None,
+    ) -> SearchResults: ...
+
+    def search(
+        self,
+        query: str | Query | Sequence[str | Query] | None = None,
+        *,
+        image: ImageQuery | None = None,
+        audio: MediaQuery | None = None,
+        video: MediaQuery | None = None,
+        k: int = 10,
+        modality: str | Sequence[str] | None = None,
+        where: str | None = None,
+        min_relevance: float | None = None,
+    ) -> list[Hit] | SearchResults:
+        """Search with one query, or with a list of them.
+
+        A query is a text, a ``Query`` (text, image, audio, video, or a text with one medium:
+        an image+text query), or, for one query, the keywords ``image=``, ``audio=``, ``video=``
+        (with or without a text): ``search("a dog")``, ``search(image="q.jpg")``,
+        ``search("a dog", image="q.jpg")``. One query in, its hits out (``list[Hit]``); a list in,
+        ``SearchResults`` out, one hit list per query in the order given (a list may mix kinds of
+        query: each kind is encoded as one batch).
 
         ``modality`` keeps only documents of that modality (or those modalities): ``text``,
         ``image``, ``audio``, ``video`` or ``multimodal``. ``where`` keeps only documents whose
@@ -253,19 +288,40 @@ class MixIndex:
         ``min_relevance`` drops hits whose estimated relevance (the calibration's relevance map)
         is below it, so fewer than ``k`` may come back.
         """
-        if text is not None and not isinstance(text, str):
-            raise UsageError(f"text must be a string, not {type(text).__name__}; pass an image as image=...")
-        one = lambda x: None if x is None else [x]  # noqa: E731
-        return self.search_batch(
-            one(text),
-            one(image),
-            audios=one(audio),
-            videos=one(video),
-            k=k,
-            modality=modality,
-            where=where,
-            min_relevance=min_relevance,
-        )[0]
+        media = {"image": image, "audio": audio, "video": video}
+        if isinstance(query, str) or not isinstance(query, Sequence):  # a str is one query, never its characters
+            queries, one = [_as_query(query, **media)], True
+        elif any(v is not None for v in media.values()):
+            raise UsageError("image=, audio= and video= describe one query; give a list of Query(...) instead")
+        else:
+            queries, one = [_as_query(q) for q in query], False
+        filter_, cut = self._check_arguments(k, modality, where, min_relevance)  # before the model loads
+        if not queries:
+            return SearchResults([])
+        results = self._rank(self._query_vectors(queries), int(k), filter_, cut)
+        return results[0] if one else results
+
+    def search_vectors(
+        self,
+        vectors: np.ndarray | Mapping[str, np.ndarray],
+        *,
+        k: int = 10,
+        modality: str | Sequence[str] | None = None,
+        where: str | None = None,
+        min_relevance: float | None = None,
+    ) -> SearchResults:
+        """Rank the index for query vectors, one hit list per row (a 1-D vector is one row: still
+        ``SearchResults``, of one list, as sentence-transformers' ``semantic_search`` does).
+
+        ``vectors``: an ``(n, d)`` array already in this index's calibrated space, or the RAW query
+        embeddings by part, as ``index.encoder.encode(items, modality)`` makes them
+        (``{"text": (n, d)}``, ``{"image": ...}``, ``{"text": ..., "image": ...}`` for image+text
+        queries), which this index calibrates first.
+        """
+        filter_, cut = self._check_arguments(k, modality, where, min_relevance)
+        if isinstance(vectors, Mapping):
+            vectors = self._calibrate(_raw_parts(vectors))
+        return self._rank(np.atleast_2d(np.asarray(vectors, dtype=np.float32)), int(k), filter_, cut)
 
     def search_batch(
         self,
@@ -280,23 +336,21 @@ class MixIndex:
         embeddings: Mapping[str, np.ndarray] | None = None,
         min_relevance: float | None = None,
     ) -> SearchResults:
-        """Search with many queries at once: texts, images, audio clips, videos, or texts paired
-        with one of the others (same length).
-
-        ``embeddings`` gives raw query embeddings (``{"text": (n, d), "image": (n, d)}``, as the
-        index's encoder makes them) instead of the items, skipping the encoding.
-        """
-        _check_k(k)
-        self.filter(modality, where)  # bad arguments fail before the model loads
-        self.check_min_relevance(min_relevance)
-        given = {"texts": texts, "images": images, "audios": audios, "videos": videos}
-        if embeddings is None:
-            embeddings = self.embed_queries(texts, images, audios=audios, videos=videos)
-        elif any(v is not None for v in given.values()):
-            raise UsageError("give the query items or their embeddings, not both")
-        return self.search_vectors(
-            self.calibrate_queries(embeddings), k=k, modality=modality, where=where, min_relevance=min_relevance
+        """Deprecated: ``search([...])`` with a list of texts or ``Query`` objects, or
+        ``search_vectors({part: raw embeddings})``. Kept one release."""
+        warnings.warn(
+            "MixIndex.search_batch is deprecated: use search([...]) (texts or Query objects) or "
+            "search_vectors({part: raw embeddings})",
+            DeprecationWarning,
+            stacklevel=2,
         )
+        options: dict[str, Any] = dict(k=k, modality=modality, where=where, min_relevance=min_relevance)
+        given = {"text": texts, "image": images, "audio": audios, "video": videos}
+        if embeddings is not None:
+            if any(v is not None for v in given.values()):
+                raise UsageError("give the query items or their embeddings, not both")
+            return self.search_vectors(embeddings, **options)
+        return self.search(_legacy_queries(given), **options)
 
     def embed_queries(
         self,
@@ -306,30 +360,52 @@ class MixIndex:
         audios: Sequence[MediaQuery] | None = None,
         videos: Sequence[MediaQuery] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Raw (uncalibrated) query embeddings of each part given."""
-        media = {
-            m: items for m, items in (("image", images), ("audio", audios), ("video", videos)) if items is not None
-        }
-        if texts is None and not media:
-            raise UsageError("empty query: give a text, an image, an audio clip or a video (or a text with one)")
-        if len(media) > 1:
-            raise UsageError(f"one kind of media per query, not {' and '.join(media)} together")
-        sizes = {len(items) for items in media.values()} | ({len(texts)} if texts is not None else set())
-        if len(sizes) > 1:
-            (m,) = media
-            raise UsageError(f"{len(texts or [])} texts and {len(media[m])} {m} items: {m}+text queries come in pairs")
-        parts = {}
-        if texts is not None:
-            texts = list(texts)
-            for t in texts:
-                if not isinstance(t, str) or not t.strip():
-                    raise UsageError(f"empty or non-text query {t!r}")
-            parts["text"] = self.encoder.encode(texts, "text", progress=False)
-        for m, items in media.items():
-            parts[m] = self.encoder.encode(list(items), m, progress=False)
-        return parts
+        """Deprecated: ``index.encoder.encode(items, modality)`` gives raw query embeddings.
+        Kept one release (the server still calls it)."""
+        warnings.warn(
+            "MixIndex.embed_queries is deprecated: use index.encoder.encode(items, modality)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._embed(_legacy_queries({"text": texts, "image": images, "audio": audios, "video": videos}))
 
-    def calibrate_queries(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _check_arguments(
+        self, k: object, modality: str | Sequence[str] | None, where: str | None, min_relevance: float | None
+    ) -> tuple[Filter | None, float | None]:
+        """The search keywords checked against this index (so a mistake fails before any
+        encoding): the filter and the relevance cut."""
+        _check_k(k)
+        cut = self.check_min_relevance(min_relevance)
+        return self.filter(modality, where), cut
+
+    def _query_vectors(self, queries: Sequence[Query]) -> np.ndarray:
+        """The calibrated vectors of ``queries``, in their order: queries with the same parts are
+        encoded together (one batch per part) and calibrated alike."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, q in enumerate(queries):
+            groups.setdefault(q.parts, []).append(i)
+        rows = [i for group in groups.values() for i in group]
+        vectors = np.concatenate([self._calibrate(self._embed([queries[i] for i in g])) for g in groups.values()])
+        return vectors[np.argsort(rows)]  # back to the order asked
+
+    def _rank(self, vectors: np.ndarray, k: int, filter_: Filter | None, cut: float | None) -> SearchResults:
+        """Hit lists of calibrated query vectors (arguments already checked)."""
+        if self.calibrator.score_level:
+            found = self._search_per_modality(vectors, k, filter_)
+        else:
+            found = self.index.search(vectors, k, filter_)
+        hits = [
+            [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
+            for ids, scores in zip(found.ids, found.scores)
+        ]
+        return SearchResults(hits if self.calibrator.relevance_ is None else [self._judge(h, cut) for h in hits])
+
+    def _embed(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
+        """Raw (uncalibrated) embeddings of queries that all have the same parts: one batch per part."""
+        parts = queries[0].parts if queries else ()
+        return {m: self.encoder.encode([getattr(q, m) for q in queries], m, progress=False) for m in parts}
+
+    def _calibrate(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw query embeddings -> the vectors searched. A text query takes the query mean, an
         image (audio, video) query the image (audio, video) mean; an image+text query is fused
         like a document (text part with the query mean)."""
@@ -339,30 +415,6 @@ class MixIndex:
             ((modality, x),) = parts.items()
             return self.calibrator.transform(x, role=modality)
         return self.calibrator.transform_documents(parts, roles={"text": "query"}, alpha=self.alpha)
-
-    def search_vectors(
-        self,
-        vectors: np.ndarray,
-        *,
-        k: int = 10,
-        modality: str | Sequence[str] | None = None,
-        where: str | None = None,
-        min_relevance: float | None = None,
-    ) -> SearchResults:
-        """Rank the index for already calibrated query vectors, one hit list per row."""
-        _check_k(k)
-        cut = self.check_min_relevance(min_relevance)
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        filter_ = self.filter(modality, where)
-        if self.calibrator.score_level:
-            found = self._search_per_modality(vectors, int(k), filter_)
-        else:
-            found = self.index.search(vectors, int(k), filter_)
-        hits = [
-            [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
-            for ids, scores in zip(found.ids, found.scores)
-        ]
-        return SearchResults(hits if self.calibrator.relevance_ is None else [self._judge(h, cut) for h in hits])
 
     # -- relevance thresholds (calibration.relevance) ----------------------------------------
 
@@ -560,6 +612,45 @@ def _load(folder: Path, manifest: dict) -> tuple[store.Data, Calibrator, VectorI
 def _loading_options(model: Mapping) -> dict:
     """The encoder options an index records besides the model (frames sampled per video)."""
     return {"video_frames": int(model["video_frames"])} if model.get("video_frames") is not None else {}
+
+
+def _as_query(query: object, image: Any = None, audio: Any = None, video: Any = None) -> Query:
+    """One query from what ``search`` was given: a ``Query``, or a text with the keyword media."""
+    if isinstance(query, Query):
+        if image is not None or audio is not None or video is not None:
+            raise UsageError("give a Query's media inside it (Query(text, image=...)), not also as keywords")
+        return query
+    return Query(query, image, audio, video)  # type: ignore[arg-type]  # Query says what is wrong
+
+
+def _legacy_queries(given: Mapping[str, Sequence[Any] | None]) -> list[Query]:
+    """``search_batch``'s parallel lists (texts, images, audios, videos) as ``Query`` objects."""
+    lists = {m: items for m, items in given.items() if items is not None}
+    for m, items in lists.items():
+        if isinstance(items, (str, Path)):  # never iterated as characters
+            raise UsageError(f"search_batch takes lists of {m} queries, got one {type(items).__name__}: use search()")
+    media = [m for m in lists if m != "text"]
+    if not lists:
+        raise UsageError("empty query: give a text, an image, an audio clip or a video (or a text with one)")
+    if len(media) > 1:
+        raise UsageError(f"one kind of media per query, not {' and '.join(media)} together")
+    if len({len(items) for items in lists.values()}) > 1:
+        (m,) = media
+        raise UsageError(f"{len(lists['text'])} texts and {len(lists[m])} {m} items: {m}+text queries come in pairs")
+    return [Query(**dict(zip(lists, parts))) for parts in zip(*lists.values())]
+
+
+def _raw_parts(parts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Raw query embeddings by part, checked: known parts, at most one medium, rows paired."""
+    if not parts or set(parts) - set(MODALITIES):
+        raise UsageError(f"raw query embeddings come by part ({', '.join(MODALITIES)}), got {sorted(parts)}")
+    media = [m for m in parts if m != "text"]
+    if len(media) > 1:
+        raise UsageError(f"one kind of media per query, not {' and '.join(media)} together")
+    arrays = {m: np.atleast_2d(np.asarray(x, dtype=np.float32)) for m, x in parts.items()}
+    if len({len(x) for x in arrays.values()}) > 1:
+        raise UsageError(f"raw query embeddings of {' and '.join(media)}+text queries come in pairs")
+    return arrays
 
 
 def _check_k(k: object) -> None:
