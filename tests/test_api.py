@@ -40,8 +40,8 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     exec(compile(blocks[0], "README.md (python example)", "exec"), ns)
     index, results = ns["index"], ns["results"]
     assert len(results) == 2 and all(len(hits) == 3 for hits in results)
-    assert index.manifest["calibration"]["method"] == "none"  # recalibrate changed this very object...
-    assert ms.open_index("my-index").manifest["calibration"]["method"] == "none"  # ...and the folder
+    assert index.manifest.calibration.method == "none"  # recalibrate changed this very object...
+    assert ms.open_index("my-index").manifest.calibration.method == "none"  # ...and the folder
     assert len(index.search("a dog", k=2)) == 2  # and it still searches
     rng = np.random.default_rng(0)
     arrays = {name: rng.normal(size=(5, 8)).astype(np.float32) for name in ("Q", "T", "I")}
@@ -72,12 +72,12 @@ def test_index_made_by_mixsearch_0_1_opens_searches_and_upgrades(tmp_path, monke
             np.testing.assert_allclose([h[1] for h in got[query]], [h[1] for h in hits], atol=1e-5)
 
     index = ms.open_index("index")
-    assert index.manifest["format"] == "mixsearch-index/1"
+    assert index.manifest.format == "mixsearch-index/1"
     assert_same(answers(index))
     assert {h.modality for h in index.search("a dog", k=6, modality="image")} == {"image"}
     shipped = ms.calibration.shipped_calibration("mixclip-flickr8k")
     index.recalibrate("none")  # upgrades the folder to format 2
-    assert ms.open_index("index").manifest["format"] == store.FORMAT
+    assert ms.open_index("index").manifest.format == store.FORMAT
     assert not {"vectors.npy", "ids.json", "calibration.safetensors"} & {p.name for p in Path("index").iterdir()}
     index.recalibrate(shipped)  # back to the calibration it was built with
     assert_same(answers(ms.open_index("index")))
@@ -106,7 +106,7 @@ def test_views_leave_the_folder_alone_and_equal_a_persisted_recalibration(built,
     assert [h.id for h in again] == [h.id for h in hits]
     np.testing.assert_allclose([h.score for h in again], [h.score for h in hits], atol=1e-6)
     persisted = ms.open_index(folder).with_calibration(None, alpha=0.6).persist()
-    assert ms.open_index(folder).manifest["calibration"]["source"] == "corpus" and persisted.alpha == 0.6
+    assert ms.open_index(folder).manifest.calibration.source == "corpus" and persisted.alpha == 0.6
     assert len(list(folder.glob("calibration-*.safetensors"))) == 1 and len(list(folder.glob("index-*"))) == 1
 
 
