@@ -409,7 +409,7 @@ class MixIndex:
         notes: list[str] = []
         cal, source = resolve_calibration(calibration, self.model.to_dict(), raw, present, alpha, notes, method)
         if calibration is self.calibrator:  # the index's own calibration, kept (a new alpha, say)
-            source = self.manifest.calibration.source
+            source = self.manifest.calibration.source or source
         fitted_alpha = cal.relevance_.info.get("alpha") if cal.relevance_ is not None else None
         if fitted_alpha is not None and float(fitted_alpha) != alpha:
             notes.append(f"the relevance map was fitted at alpha {fitted_alpha}: image+text relevance may be off")
