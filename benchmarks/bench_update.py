@@ -1,7 +1,7 @@
 """Issue 11: the cost of changing an index in place, and float16 storage.
 
 1. A full build of N documents (dim 256, like the bundled model) through ``build_index`` with
-   encoding excluded: ``build.embed`` is replaced by a lookup of pre-made vectors by document id,
+   encoding excluded: ``documents.embed`` is replaced by a lookup of pre-made vectors by document id,
    so everything else (reading, fusing, the Parquet table, the index, the commit) is the real code.
 2. ``MixIndex.add`` of 1% new documents (same lookup), and ``MixIndex.delete`` of 1%, each
    relative to the build's time.
@@ -28,7 +28,7 @@ import numpy as np
 import mixsearch as ms
 from mixsearch.embedding.pipeline import Embedded
 from mixsearch.encoders.base import Encoder
-from mixsearch.engine import build
+from mixsearch.engine import documents
 from mixsearch.index import ExactIndex
 
 DIM = 256
@@ -46,7 +46,7 @@ BASIS = np.random.default_rng(0).standard_normal((65536, DIM)).astype(np.float32
 
 
 def lookup_embed(encoder, items, modality, *, doc_ids=None, **_):
-    """Stands in for ``build.embed``: no model, no cache, the vectors looked up by document id."""
+    """Stands in for ``documents.embed``: no model, no cache, the vectors looked up by document id."""
     return Embedded(vectors_of(list(doc_ids)), np.ones(len(items), bool), np.zeros(len(items), bool), 0, len(items))
 
 
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--change", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    build.embed = lookup_embed  # encoding excluded: every other step is the real code path
+    documents.embed = lookup_embed  # encoding excluded: every other step is the real code path
     n, m = args.n, int(args.n * args.change)
     work = Path(tempfile.mkdtemp(prefix="bench-update-"))
     try:

@@ -41,12 +41,12 @@ def test_index_made_by_mixsearch_0_1_opens_searches_and_upgrades(tmp_path, monke
             np.testing.assert_allclose([h[1] for h in got[query]], [h[1] for h in hits], atol=1e-5)
 
     index = ms.open_index("index")
-    assert index.manifest["format"] == "mixsearch-index/1"
+    assert index.manifest.format == "mixsearch-index/1"
     assert_same(answers(index))
     assert {h.modality for h in index.search("a dog", k=6, modality="image")} == {"image"}
     shipped = ms.calibration.shipped_calibration("mixclip-flickr8k")
     index.recalibrate("none")  # upgrades the folder to format 2
-    assert ms.open_index("index").manifest["format"] == store.FORMAT
+    assert ms.open_index("index").manifest.format == store.FORMAT
     assert not {"vectors.npy", "ids.json", "calibration.safetensors"} & {p.name for p in Path("index").iterdir()}
     index.recalibrate(shipped)  # back to the calibration it was built with
     assert_same(answers(ms.open_index("index")))
@@ -75,7 +75,7 @@ def test_views_leave_the_folder_alone_and_equal_a_persisted_recalibration(built,
     assert [h.id for h in again] == [h.id for h in hits]
     np.testing.assert_allclose([h.score for h in again], [h.score for h in hits], atol=1e-6)
     persisted = ms.open_index(folder).with_calibration(None, alpha=0.6).persist()
-    assert ms.open_index(folder).manifest["calibration"]["source"] == "corpus" and persisted.alpha == 0.6
+    assert ms.open_index(folder).manifest.calibration.source == "corpus" and persisted.alpha == 0.6
     assert len(list(folder.glob("calibration-*.safetensors"))) == 1 and len(list(folder.glob("index-*"))) == 1
 
 

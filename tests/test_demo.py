@@ -40,9 +40,9 @@ def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     for name in ("plain", "calibrated"):
         printed = float(re.search(rf"^\s+{name}\s+([01]\.\d+)\s", out, re.M).group(1))  # the summary row
         idx = open_index(tmp_path / "demo" / name)
-        assert len(idx) == 150 and idx.manifest["model"]["name"] == "mixclip-flickr8k"
+        assert len(idx) == 150 and idx.manifest.model.name == "mixclip-flickr8k"
         assert printed == round(ndcg10_by_hand(idx, bench.queries, relevant), 3)
-    cal = open_index(tmp_path / "demo" / "calibrated").manifest["calibration"]
-    assert cal["method"] == "mean" and cal["counts"]["query"] >= 5000  # the train-split means, not the corpus
+    cal = open_index(tmp_path / "demo" / "calibrated").manifest.calibration
+    assert cal.method == "mean" and cal.counts["query"] >= 5000  # the train-split means, not the corpus
     hits = open_index(tmp_path / "demo" / "calibrated").search("a dog running in the snow", k=5)
     assert len(hits) == 5

@@ -41,7 +41,7 @@ def answers(folder: Path) -> dict:
 
 def only_current_files(folder: Path) -> bool:
     manifest = store.read_manifest(folder)
-    return {p.name for p in folder.iterdir()} == {*manifest["files"].values(), store.MANIFEST, store.LOCK}
+    return {p.name for p in folder.iterdir()} == {*manifest.files.values(), store.MANIFEST, store.LOCK}
 
 
 CHILD = r"""
@@ -182,7 +182,7 @@ def test_reordered_document_rows_are_refused(built):
     import pyarrow.parquet as pq
 
     manifest = store.read_manifest(built)
-    path = store.files_of(built, manifest)["documents"] / f"{manifest['segments'][0]['name']}.parquet"
+    path = store.files_of(built, manifest)["documents"] / f"{manifest.segments[0].name}.parquet"
     table = pq.read_table(path)
     pq.write_table(table.take(list(reversed(range(table.num_rows)))), path)
     with pytest.raises(ms.VectorIndexError, match="damaged index: the document table's ids are not the ones"):
@@ -324,7 +324,7 @@ def test_a_cleanup_failure_after_the_commit_keeps_the_new_state(tiny_clip, two_c
         ms.open_index(out).recalibrate("none", alpha=0.3)
     assert "committed, but old files could not all be removed yet" in caplog.text
     index = ms.open_index(out)
-    assert index.manifest["generation"] == 2 and index.calibrator.method == "none" and index.alpha == 0.3
+    assert index.manifest.generation == 2 and index.calibrator.method == "none" and index.alpha == 0.3
     monkeypatch.setattr(store, "remove_stale", real)
     ms.open_index(out).recalibrate("none", alpha=0.4)  # the next change removes what was left
     assert only_current_files(out)
@@ -379,12 +379,12 @@ def test_recalibrate_with_only_alpha_keeps_the_calibration(tmp_path):
     result = runner.invoke(app, ["recalibrate", str(index), "--alpha", "0.7"])
     assert result.exit_code == 0, result.output
     after = ms.open_index(index)
-    assert after.alpha == 0.7 and after.manifest["calibration"]["source"] == before.manifest["calibration"]["source"]
+    assert after.alpha == 0.7 and after.manifest.calibration.source == before.manifest.calibration.source
     for role, mean in before.calibrator.means_.items():
         np.testing.assert_array_equal(after.calibrator.means_[role], mean)
     assert runner.invoke(app, ["recalibrate", str(index)]).exit_code == 2  # nothing to change
     result = runner.invoke(app, ["recalibrate", str(index), "--calibration", "corpus"])
-    assert result.exit_code == 0 and ms.open_index(index).manifest["calibration"]["source"] == "corpus"
+    assert result.exit_code == 0 and ms.open_index(index).manifest.calibration.source == "corpus"
 
 
 def test_fifty_threads_on_a_fresh_index_load_the_model_once(built, monkeypatch):

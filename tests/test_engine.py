@@ -54,7 +54,14 @@ def test_build_search_and_bad_input(tiny_clip, mixed_corpus, tmp_path):
     assert "document 'empty'" in problems and "not valid JSON" in problems
     assert report.truncated == 1
     assert "document means were fitted on this corpus" in report.summary()
-    assert idx.manifest["documents"] == {"total": 13, "text": 5, "image": 4, "audio": 0, "video": 0, "multimodal": 4}
+    assert idx.manifest.documents.to_dict() == {
+        "total": 13,
+        "text": 5,
+        "image": 4,
+        "audio": 0,
+        "video": 0,
+        "multimodal": 4,
+    }
 
     hits = idx.search("dog beach ball", k=5)
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
@@ -122,7 +129,7 @@ def test_calibration_files_and_model_check(tiny_clip, tiny_clip_other, mixed_cor
     recal = idx.recalibrate(cal, alpha=0.3)
     direct, _ = build_index(mixed_corpus, tmp_path / "direct", enc, calibration=cal, alpha=0.3, progress=False)
     np.testing.assert_allclose(recal.index.vectors, direct.index.vectors, atol=1e-6)
-    assert recal.manifest["calibration"]["alpha"] == 0.3
+    assert recal.manifest.calibration.alpha == 0.3
 
 
 def test_siglip_indexes_too(tiny_siglip, mixed_corpus, tmp_path):
@@ -159,7 +166,7 @@ def test_failed_recalibration_changes_nothing(tiny_clip, mixed_corpus, tmp_path)
     with pytest.raises(CalibrationError, match="no 'image' mean"):
         idx.recalibrate(text_only)
     again = open_index(tmp_path / "idx")
-    assert again.manifest["calibration"]["method"] == "none" and again.calibrator.method == "none"
+    assert again.manifest.calibration.method == "none" and again.calibrator.method == "none"
     np.testing.assert_array_equal(again.index.vectors, before)
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == files_before  # no half-written generation
 
@@ -190,7 +197,7 @@ def test_awkward_text(tiny_clip, tmp_path):
     idx, report = build_index(path, tmp_path / "idx", str(tiny_clip), progress=False)
     assert idx.ids == ["b"] and "not valid Unicode" in str(report.problems[0])
     assert idx.search("~5 dogs", k=1)[0].id == "b"
-    assert len(idx.search_vectors(np.zeros((0, idx.model["dim"]), np.float32))) == 0
+    assert len(idx.search_vectors(np.zeros((0, idx.model.dim), np.float32))) == 0
     assert idx.search("x" * 5000 + ".jpg", k=1)[0].id == "b"  # text, whatever it looks like
 
 

@@ -212,8 +212,8 @@ def test_engine_build_open_search_recalibrate(tiny_clip, mixed_corpus, tmp_path)
     built, _ = ms.build_index(
         mixed_corpus, out, str(tiny_clip), kind="hnsw", index_options={"M": 8, "ef_search": 20}, progress=False
     )
-    assert built.manifest["index"]["kind"] == "hnsw"
-    assert built.manifest["index"]["options"] == {"M": 8, "ef_construction": 100, "ef_search": 20, "dtype": "float32"}
+    assert built.manifest.index.kind == "hnsw"
+    assert built.manifest.index.options == {"M": 8, "ef_construction": 100, "ef_search": 20, "dtype": "float32"}
     reopened = ms.open_index(out)
     assert isinstance(reopened.index, HnswIndex)
     exact, _ = ms.build_index(mixed_corpus, tmp_path / "exact", str(tiny_clip), progress=False)
@@ -226,7 +226,7 @@ def test_engine_build_open_search_recalibrate(tiny_clip, mixed_corpus, tmp_path)
     assert same(view.search("a dog", k=5), exact.with_calibration("none").search("a dog", k=5))
     reopened.recalibrate("none")
     again = ms.open_index(out)
-    assert again.manifest["index"]["kind"] == "hnsw" and again.manifest["calibration"]["method"] == "none"
+    assert again.manifest.index.kind == "hnsw" and again.manifest.calibration.method == "none"
     assert isinstance(again.index, HnswIndex) and again.index.options["M"] == 8
     assert same(again.search("a dog", k=5), view.search("a dog", k=5))
 

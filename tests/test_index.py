@@ -86,7 +86,7 @@ def test_engine_opens_the_kind_the_manifest_names(tiny_clip, mixed_corpus, tmp_p
 
     monkeypatch.setitem(INDEX_KINDS, "recording", Recording)  # registered for this test only
     built, _ = ms.build_index(mixed_corpus, tmp_path / "idx", str(tiny_clip), kind="recording", progress=False)
-    assert built.manifest["index"]["kind"] == "recording"
+    assert built.manifest.index.kind == "recording"
     reopened = ms.open_index(tmp_path / "idx")
     assert type(reopened.index) is Recording and len(reopened.search("dog", k=3)) == 3 and Recording.searched == 1
     assert type(reopened.with_calibration("none").index) is Recording

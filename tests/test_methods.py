@@ -221,7 +221,7 @@ def _direct(idx, enc, cal, method):
 def test_score_level_ranking_through_mixindex(engine, method):
     idx, enc, cal = engine
     view = idx.with_calibration(cal.with_method(method))
-    assert view.manifest["calibration"]["method"] == method
+    assert view.manifest.calibration.method == method
     got = view.search(QUERIES, k=12).ids()
     assert got == _direct(idx, enc, view.calibrator, method)
     top = view.search(QUERIES, k=5).ids()  # k smaller than the corpus: the same head
@@ -258,7 +258,7 @@ def test_build_and_recalibrate_with_a_method(engine, tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     built, _ = build_index(path, tmp_path / "idx", enc, method="standardize", progress=False)
-    assert built.manifest["calibration"]["method"] == "standardize" and built.calibrator.stds_
+    assert built.manifest.calibration.method == "standardize" and built.calibrator.stds_
     opened = open_index(tmp_path / "idx", encoder=enc)
     assert opened.calibrator.method == "standardize"
     opened.recalibrate(opened.calibrator, method="zscore")

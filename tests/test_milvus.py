@@ -300,7 +300,7 @@ def test_build_search_recalibrate_like_the_exact_index(tiny_clip, mixed_corpus, 
     for index in (reopened, exact):
         assert index.add(extra, progress=False).added == 1
         assert index.delete(["t0", "i1"]) == 2
-    assert len(reopened) == len(exact) == 12 and reopened.manifest["documents"] == exact.manifest["documents"]
+    assert len(reopened) == len(exact) == 12 and reopened.manifest.documents == exact.manifest.documents
     same(reopened, exact)
     same(open_index(tmp_path / "m", encoder=enc), exact)
     assert f"{stem}_g4" in collections(milvus_uri) and f"{stem}_g3" not in collections(milvus_uri)

@@ -106,7 +106,7 @@ def test_image_text_family_indexes_and_searches(family, checkpoints, tmp_path):
     corpus = image_text_corpus(tmp_path)
     idx, report = ms.build_index(corpus, tmp_path / "idx", encoder, progress=False)
     assert len(idx) == 20 and report.skipped == 0, report.summary()
-    assert idx.manifest["documents"]["multimodal"] == 6
+    assert idx.manifest.documents.multimodal == 6
     text = json.loads(corpus.read_text().splitlines()[2])["text"]
     hits = idx.search(text, k=5)
     assert len(hits) == 5 and hits[0].id == "t2"  # its own text, calibrated by the same mean
@@ -263,7 +263,7 @@ def test_clap_indexes_and_searches_audio(family, checkpoints, tmp_path):
     # the build summary counts the images this model cannot encode as skipped
     assert report.skipped == 2 and "2 documents skipped" in report.summary()
     assert "cannot encode image; skipped" in report.summary()
-    assert idx.manifest["documents"]["audio"] == 7 and idx.calibrator.counts_["audio"] == 13
+    assert idx.manifest.documents.audio == 7 and idx.calibrator.counts_["audio"] == 13
     hits = idx.search(audio=tmp_path / "clips" / "a4.flac", k=5)
     assert hits[0].id == "a4" and hits[0].score == pytest.approx(1.0, abs=1e-4) and hits[0].audio
     assert len(idx.search("a dog barks", k=20)) == 20
@@ -403,8 +403,8 @@ def test_video_families_index_and_search(family, checkpoints, tmp_path):
     out = runner.invoke(app, args + (["--video-frames", "5"] if family == "clip" else []))
     assert out.exit_code == 0, out.output
     idx = ms.open_index(tmp_path / "idx")
-    assert len(idx) == 20 and idx.manifest["documents"]["video"] == 7
-    assert idx.model["video_frames"] == (5 if family == "clip" else 4)
+    assert len(idx) == 20 and idx.manifest.documents.video == 7
+    assert idx.model.video_frames == (5 if family == "clip" else 4)
     assert idx.calibrator.counts_["video"] == 13
     out = runner.invoke(app, ["search", str(tmp_path / "idx"), "a dog runs", "-k", "4", "--json"])
     assert out.exit_code == 0 and len(out.output.splitlines()) == 4

@@ -186,10 +186,10 @@ def test_min_relevance_cuts_hits_through_a_real_index(small_index, tmp_path):
     view.persist()
     reopened = ms.open_index(small_index.folder)
     assert [h.id for h in reopened.search("a dog on the beach", k=12, min_relevance=0.5)] == [h.id for h in cut]
-    assert reopened.manifest["calibration"]["relevance"]["kind"] == "platt"
+    assert reopened.manifest.calibration.relevance["kind"] == "platt"
     assert reopened.with_calibration("none").calibrator.relevance_ is None  # plain CLIP: no map
     reopened.calibrator.relevance_.info["alpha"] = 0.5
-    notes = reopened.with_calibration(reopened.calibrator, alpha=0.8).manifest["calibration"]["notes"]
+    notes = reopened.with_calibration(reopened.calibrator, alpha=0.8).manifest.calibration.notes
     assert any("fitted at alpha 0.5" in n for n in notes)
 
 

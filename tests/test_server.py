@@ -70,7 +70,7 @@ def test_health_and_info(client, index_folder):
     assert (
         about["documents"]["text"] == 5 and about["documents"]["image"] == 5 and about["documents"]["multimodal"] == 4
     )
-    assert about["model"]["fingerprint"] == ms.open_index(index_folder).model["fingerprint"]
+    assert about["model"]["fingerprint"] == ms.open_index(index_folder).model.fingerprint
     assert about["calibration"]["method"] == "mean" and "source" in about["calibration"]
     assert "counts" in about["calibration"] and "provenance" in about["calibration"]
     assert about["views"] == {"calibrated": "mean", "plain": "none"}
@@ -90,7 +90,7 @@ def test_text_search_is_the_python_api(client, local):
     index, plain = local
     answer = client.get("/api/search", params={"q": "dog on the beach", "k": 5}).json()
     assert answer["query"] == {"text": "dog on the beach", "kind": "text"}
-    assert answer["index"] == "index" and answer["k"] == 5 and answer["model"]["name"] == index.model["name"]
+    assert answer["index"] == "index" and answer["k"] == 5 and answer["model"]["name"] == index.model.name
     assert answer["calibration"]["view"] == "calibrated" and answer["calibration"]["method"] == "mean"
     same_hits(answer["hits"], index.search("dog on the beach", k=5))
     plain_answer = client.get("/api/search", params={"q": "dog on the beach", "k": 5, "calibration": "plain"}).json()

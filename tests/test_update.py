@@ -176,7 +176,7 @@ def test_add_replaces_and_adds_keeping_the_calibration(built, tiny_clip, tmp_pat
     report = built.add(write_corpus(tmp_path / "b", "b", new), progress=False)
     assert (report.added, report.replaced) == (6, 1) and "kept as they were (not refitted)" in report.summary()
     index = ms.open_index(folder)
-    assert len(index) == 17 and index.manifest["documents"]["total"] == 17
+    assert len(index) == 17 and index.manifest.documents.total == 17
     for role, mean in means.items():
         np.testing.assert_array_equal(index.calibrator.means_[role], mean)
     hit = next(h for h in index.search("a replaced document", k=17) if h.id == "a3")
@@ -216,7 +216,7 @@ def _corpus_of(index, tmp_path) -> Path:
 
 def only_current_files(folder: Path) -> bool:
     manifest = store.read_manifest(folder)
-    return {p.name for p in folder.iterdir()} == {*manifest["files"].values(), store.MANIFEST, store.LOCK}
+    return {p.name for p in folder.iterdir()} == {*manifest.files.values(), store.MANIFEST, store.LOCK}
 
 
 def test_add_writes_only_the_new_segment(built, tmp_path):
@@ -226,7 +226,7 @@ def test_add_writes_only_the_new_segment(built, tmp_path):
     inode = old_vectors.stat().st_ino
     built.add(write_corpus(tmp_path / "b", "b", records(tmp_path / "b", "b", 3, 2)), progress=False)
     after = store.read_manifest(folder)
-    assert [s["rows"] for s in after["segments"]] == [12, 3]
+    assert [s.rows for s in after.segments] == [12, 3]
     assert (store.files_of(folder, after)["index"] / "0.vectors.npy").stat().st_ino == inode  # linked, not copied
     assert not old_vectors.exists()  # the old generation's names are gone; the data lives on
 
@@ -276,7 +276,7 @@ def test_a_change_from_a_stale_index_is_refused(built):
 def test_compaction_when_most_rows_are_deleted(built):
     assert built.delete([f"a{i}" for i in range(7)]) == 7
     manifest = store.read_manifest(built.folder)
-    assert manifest["compacted_at"] == manifest["generation"] and [s["rows"] for s in manifest["segments"]] == [5]
+    assert manifest.compacted_at == manifest.generation and [s.rows for s in manifest.segments] == [5]
     assert set(ms.open_index(built.folder).ids) == {f"a{i}" for i in range(7, 12)}
     assert not (store.files_of(built.folder, manifest)["documents"] / "deleted.npy").exists()
 
@@ -291,7 +291,7 @@ def test_old_formats_open_and_take_an_add(tiny_clip, tmp_path):
     # the legacy index records the bundled model; add with it
     index.add(corpus, progress=False)
     again = ms.open_index(folder / "index")
-    assert len(again) == n + 1 and again.manifest["format"] == store.FORMAT
+    assert len(again) == n + 1 and again.manifest.format == store.FORMAT
     assert [h.id for h in again.search("a photo", k=3, where="tag IS NULL")] == before
 
 
@@ -389,7 +389,7 @@ def test_cli_index_dtype_float16(tiny_clip, tmp_path):
     )
     assert result.exit_code == 0, result.output
     index = ms.open_index(tmp_path / "i")
-    assert index.manifest["index"]["options"] == {"dtype": "float16"} and index.index.dtype == np.float16
+    assert index.manifest.index.options == {"dtype": "float16"} and index.index.dtype == np.float16
     index.add(write_corpus(tmp_path / "b", "b", records(tmp_path / "b", "b", 2, 2)), progress=False)
     again = ms.open_index(tmp_path / "i")
     assert again.index.dtype == np.float16 and len(again) == 8

@@ -170,7 +170,7 @@ def audit_index(
     if calibration is not None:
         calibrated, cal_source = idx.with_calibration(calibration), f"given ({_describe(calibration)})"
     elif own_method != "none":
-        calibrated, cal_source = idx, f"the index's own ({idx.manifest['calibration'].get('source')})"
+        calibrated, cal_source = idx, f"the index's own ({idx.manifest.calibration.source})"
     else:
         calibrated, cal_source = idx.with_calibration(None), "GR means fitted on this corpus (the index is plain)"
         notes.append(
@@ -200,9 +200,9 @@ def audit_index(
     code, verdict = decide(gap, probe_report, index_calibrated=(own_method != "none" and calibration is None))
     return AuditReport(
         index=str(idx.folder),
-        model={key: idx.model.get(key) for key in ("name", "fingerprint", "dim")},
+        model={key: idx.model.to_dict().get(key) for key in ("name", "fingerprint", "dim")},
         calibration={
-            "index": {key: idx.manifest["calibration"].get(key) for key in ("method", "alpha", "source")},
+            "index": {key: idx.manifest.calibration.to_dict().get(key) for key in ("method", "alpha", "source")},
             "compared": cal_source,
             "method": calibrated.calibrator.method,
         },

@@ -17,5 +17,5 @@ def info(index_dir: Path = typer.Argument(..., help="An index folder.")) -> None
 
     index = open_index(index_dir)
     where = getattr(index.index, "info", None)  # a kind that lives elsewhere says where (milvus: uri, collection)
-    manifest = index.manifest if where is None else {**index.manifest, "backend": where()}
+    manifest = index.manifest.to_dict() | ({} if where is None else {"backend": where()})
     typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))

@@ -34,5 +34,5 @@ def recalibrate(
     Calibrator(method or "mean", alpha=0.5 if alpha is None else alpha)  # bad values are usage errors
     index = open_index(index_dir)
     idx = index.recalibrate(index.calibrator if calibration is None else calibration, alpha, method=method)
-    cal = idx.manifest["calibration"]
-    say(f"{index_dir}: calibration {cal['method']} from {cal['source']}, alpha {cal['alpha']}")
+    cal = idx.manifest.calibration
+    say(f"{index_dir}: calibration {cal.method} from {cal.source}, alpha {cal.alpha}")

@@ -30,6 +30,7 @@ from ..index import Filter, Neighbours, VectorIndex, build_index_of_kind
 from ..types import MEDIA, MODALITIES, Document, Hit, Query
 from . import store
 from .fuse import CalibrationSpec, fuse_documents, presence, resolve_calibration
+from .manifest import CalibrationRecord, Manifest, ModelRecord
 
 log = logging.getLogger(__name__)
 #: How long opening an index keeps retrying while writers keep committing new generations under it.
@@ -75,66 +76,28 @@ class SearchResults(Sequence[list[Hit]]):
         return f"SearchResults({len(self)} queries, {sum(map(len, self.hits))} hits)"
 
 
-def calibration_record(cal: Calibrator, source: str) -> dict:
-    """How the manifest describes a calibration."""
-    return {
-        "method": cal.method,
-        "alpha": cal.alpha,
-        **({"lambda": cal.shift_lambda} if cal.method == "shift" else {}),
-        **({"rrf_k": cal.rrf_k} if cal.method == "rrf" else {}),
-        "source": source,
-        "counts": cal.counts_,
-        "fitted_for": cal.fitted_for,
-        "provenance": cal.provenance,
-        **({"relevance": cal.relevance_.describe()} if cal.relevance_ is not None else {}),
-    }
-
-
 class MixIndex:
-    """An index folder opened for search (``open_index``); the encoder loads on first use."""
+    """An index folder opened for search (``open_index``); the encoder loads on first use.
+
+    The constructor takes the parts already loaded (``open_index`` reads them from the folder) and
+    does no I/O: ``manifest`` (a ``Manifest``), ``data`` (the documents and raw embeddings,
+    ``store.Data``), the ``calibrator`` applied and the vector ``index`` searched. ``view``: a state
+    computed in memory (``with_calibration``), not the folder's own."""
 
     def __init__(
-        self, folder: str | Path, *, encoder: Encoder | None = None, device: str | None = None, runtime: str = "auto"
-    ):
-        folder = Path(folder)
-        self.runtime = runtime
-        deadline, attempt = time.monotonic() + OPEN_RETRY_SECONDS, 0
-        while True:
-            manifest = store.read_manifest(folder)
-            try:
-                data, calibrator, index = _load(folder, manifest)
-                break
-            except (FileNotFoundError, MixsearchError) as err:
-                # a writer may have committed a new generation (and removed this one) meanwhile: retry,
-                # backing off a little, for as long as the folder keeps moving on (a writer committing
-                # back to back can outpace a slow reader several times in a row)
-                if store.read_manifest(folder) != manifest and time.monotonic() < deadline:
-                    attempt += 1
-                    time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.2)))  # jitter: no lockstep
-                    continue
-                if store.read_manifest(folder) != manifest:
-                    raise VectorIndexError(
-                        f"{folder}: the index kept changing while it was being opened; try again"
-                    ) from None
-                if isinstance(err, FileNotFoundError):
-                    raise VectorIndexError(
-                        f"{folder}: damaged index: {err.filename} is missing; rebuild it with 'mixsearch index'"
-                    ) from None
-                raise
-        self._setup(folder, manifest, data, calibrator, index, encoder, device, view=False)
-
-    def _setup(
         self,
-        folder: Path,
-        manifest: dict,
+        folder: str | Path,
+        manifest: Manifest,
         data: store.Data,
         calibrator: Calibrator,
         index: VectorIndex,
-        encoder: Encoder | None,
-        device: str | None,
-        view: bool,
-    ) -> None:
-        self.folder = folder
+        *,
+        encoder: Encoder | None = None,
+        device: str | None = None,
+        runtime: str = "auto",
+        view: bool = False,
+    ):
+        self.folder = Path(folder)
         self.manifest = manifest
         self.data = data
         self.documents = data.documents
@@ -144,6 +107,7 @@ class MixIndex:
         self.calibrator = calibrator
         self.index = index
         self.device = device
+        self.runtime = runtime
         self.is_view = view
         self._raw = data.raw
         self._row_of: dict[str, int] | None = None  # id -> row, built on first need (O(n))
@@ -151,6 +115,14 @@ class MixIndex:
         self._encoder_lock = threading.Lock()
         if encoder is not None:
             self._check_encoder(encoder)
+
+    def _become(self, other: MixIndex) -> None:
+        """Show ``other``'s state through this object (a change made through it: add, delete,
+        recalibrate), keeping its loaded model."""
+        encoder = self._encoder or other._encoder
+        lock = self._encoder_lock
+        self.__dict__.update(other.__dict__)
+        self._encoder, self._encoder_lock = encoder, lock
 
     @property
     def _rows(self) -> dict[str, int]:
@@ -162,14 +134,14 @@ class MixIndex:
     # -- what it is -------------------------------------------------------------------------
 
     @property
-    def model(self) -> dict:
+    def model(self) -> ModelRecord:
         """The model the index was built with (name, fingerprint, dim, modalities)."""
-        return self.manifest["model"]
+        return self.manifest.model
 
     @property
     def alpha(self) -> float:
         """The text weight of multimodal documents in this index (or view)."""
-        return float(self.manifest["calibration"]["alpha"])
+        return self.manifest.calibration.alpha
 
     @property
     def encoder(self) -> Encoder:
@@ -177,41 +149,28 @@ class MixIndex:
         with self._encoder_lock:
             if self._encoder is None:
                 encoder = load_encoder(
-                    self.model["name"], device=self.device, runtime=self.runtime, **_loading_options(self.model)
+                    self.model.name, device=self.device, runtime=self.runtime, **_loading_options(self.model)
                 )
                 self._check_encoder(encoder)
                 self._encoder = encoder
         return self._encoder
 
     def _check_encoder(self, encoder: Encoder) -> None:
-        frames = self.model.get("video_frames")
+        frames = self.model.video_frames
         if frames is not None and encoder.info().get("video_frames", frames) != frames:
             raise CalibrationError(
                 f"{self.folder} was built sampling {frames} frames per video; {encoder.name!r} samples "
                 f"{encoder.info().get('video_frames')}: load it with video_frames={frames}"
             )
-        if encoder.fingerprint != self.model["fingerprint"] or encoder.dim != self.model["dim"]:
+        if encoder.fingerprint != self.model.fingerprint or encoder.dim != self.model.dim:
             raise CalibrationError(
-                f"{self.folder} was built with model {self.model['name']!r} (fingerprint "
-                f"{self.model['fingerprint']}, dim {self.model['dim']}); {encoder.name!r} (fingerprint "
+                f"{self.folder} was built with model {self.model.name!r} (fingerprint "
+                f"{self.model.fingerprint}, dim {self.model.dim}); {encoder.name!r} (fingerprint "
                 f"{encoder.fingerprint}, dim {encoder.dim}) cannot query it"
             )
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def manifest_to_change(self) -> dict:
-        """The manifest on disk, for a writer holding the folder's lock: it must still be the state
-        this object was opened at (a change made from a stale view would undo someone else's)."""
-        current = store.read_manifest(self.folder)
-        if (current.get("generation"), current.get("created")) != (
-            self.manifest.get("generation"),
-            self.manifest.get("created"),
-        ):
-            raise VectorIndexError(
-                f"{self.folder} was changed by someone else since it was opened; open it again and redo the change"
-            )
-        return current
 
     def is_stale(self) -> bool:
         """Whether the folder now holds another state than this object (rebuilt or recalibrated
@@ -220,15 +179,12 @@ class MixIndex:
             current = store.read_manifest(self.folder)
         except MixsearchError:
             return True
-        return (current.get("generation"), current.get("created")) != (
-            self.manifest.get("generation"),
-            self.manifest.get("created"),
-        )
+        return not current.same_state(self.manifest)
 
     def __repr__(self) -> str:
         view = ", view" if self.is_view else ""
-        cal = self.manifest["calibration"]
-        return f"MixIndex({str(self.folder)!r}, {len(self)} documents, {cal['method']} alpha={cal['alpha']}{view})"
+        cal = self.manifest.calibration
+        return f"MixIndex({str(self.folder)!r}, {len(self)} documents, {cal.method} alpha={cal.alpha}{view})"
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -466,9 +422,9 @@ class MixIndex:
     def fields(self) -> dict[str, str]:
         """The fields a ``where`` condition may name, with their SQL types (``modality`` and
         each metadata field)."""
-        from ..index.where import _sql_type
+        from ..index.where import sql_type
 
-        return {f.name: _sql_type(f.type) for f in self._field_schema()}
+        return {f.name: sql_type(f.type) for f in self._field_schema()}
 
     def _field_schema(self):
         import pyarrow as pa
@@ -503,25 +459,32 @@ class MixIndex:
         Calibrator(alpha=alpha)  # checks alpha before any work
         raw, present = self.raw(), presence(self.documents)
         notes: list[str] = []
-        cal, source = resolve_calibration(calibration, self.model, raw, present, alpha, notes, method)
+        cal, source = resolve_calibration(calibration, self.model.to_dict(), raw, present, alpha, notes, method)
         if calibration is self.calibrator:  # the index's own calibration, kept (a new alpha, say)
-            source = self.manifest["calibration"]["source"]
+            source = self.manifest.calibration.source or source
         fitted_alpha = cal.relevance_.info.get("alpha") if cal.relevance_ is not None else None
         if fitted_alpha is not None and float(fitted_alpha) != alpha:
             notes.append(f"the relevance map was fitted at alpha {fitted_alpha}: image+text relevance may be off")
-        vectors = fuse_documents(cal, alpha, raw, present, len(self), self.model["dim"])
+        vectors = fuse_documents(cal, alpha, raw, present, len(self), self.model.dim)
         index = build_index_of_kind(
-            self.manifest["index"]["kind"],
+            self.manifest.index.kind,
             vectors,
             self.ids,
             store.field_columns(self.data.table),
-            options=self.manifest["index"].get("options"),
+            options=dict(self.manifest.index.options),
         )
-        manifest = {**self.manifest, "calibration": {**calibration_record(cal, source), "notes": notes}}
-        view = object.__new__(MixIndex)
-        view._setup(self.folder, manifest, self.data, cal, index, self._encoder, self.device, view=True)
-        view.runtime = self.runtime
-        return view
+        manifest = self.manifest.replace(calibration=CalibrationRecord.of(cal, source, notes))
+        return MixIndex(
+            self.folder,
+            manifest,
+            self.data,
+            cal,
+            index,
+            encoder=self._encoder,
+            device=self.device,
+            runtime=self.runtime,
+            view=True,
+        )
 
     def persist(self) -> MixIndex:
         """Write this view's calibration and vectors into the index folder as its new state: a new
@@ -530,26 +493,17 @@ class MixIndex:
         Returns the index, no longer a view."""
         if not self.is_view:
             return self
-        with store.writing(self.folder):
-            current = self.manifest_to_change()
-            generation = store.next_generation(current)
-            legacy = current["format"] in store.LEGACY_FORMATS
-            manifest = store.record_files(self.manifest, generation, keep_data_of=None if legacy else current)
-            paths = {role: self.folder / name for role, name in manifest["files"].items()}
-            new = [paths["calibration"], paths["index"]] + ([paths["documents"], paths["raw"]] if legacy else [])
-            store.clear(new)
-            try:
-                if legacy:
-                    _, manifest["segments"] = store.upgrade_data(self.folder, current, generation)
-                save_calibration(self.calibrator, paths["calibration"])
-                self.index.save(paths["index"])
-                store.publish(self.folder, manifest, new)
-            except BaseException:
-                if not store.is_committed(self.folder, generation):
-                    store.clear(new)  # not committed: the current generation is untouched
-                raise
-            self.manifest = manifest
-            store.tidy(self.folder, manifest, current)
+        with store.transaction(self.folder, expected=self.manifest) as txn:
+            current = txn.current
+            assert current is not None
+            legacy = current.is_legacy  # an older format is upgraded: its data linked into the new generation
+            manifest = store.record_files(self.manifest, txn.generation, keep_data_of=None if legacy else current)
+            if legacy:
+                _, segments = store.upgrade_data(self.folder, current, txn.generation)
+                manifest = manifest.replace(segments=tuple(segments))
+            save_calibration(self.calibrator, txn.paths["calibration"])
+            self.index.save(txn.paths["index"])
+            self.manifest = txn.commit(manifest)
         self.is_view = False
         log.info("%s: calibration %s, alpha %s written", self.folder, self.calibrator.method, self.alpha)
         return self
@@ -570,27 +524,29 @@ class MixIndex:
         ``UpdateReport``."""
         from .update import add_documents
 
-        return add_documents(self, corpus, cache_dir=cache_dir, progress=progress)
+        report, changed = add_documents(self, corpus, cache_dir=cache_dir, progress=progress)
+        self._become(changed)
+        return report
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id (one atomic change to the folder); returns how many were there."""
         from .update import delete_documents
 
-        return delete_documents(self, ids)
+        deleted, changed = delete_documents(self, ids)
+        if changed is not None:
+            self._become(changed)
+        return deleted
 
     def recalibrate(
         self, calibration: CalibrationSpec, alpha: float | None = None, *, method: str | None = None
     ) -> MixIndex:
         """Apply another calibration, alpha and/or method to this index and its folder, without
         re-encoding (``with_calibration`` then ``persist``). Returns this index, updated."""
-        view = self.with_calibration(calibration, alpha, method=method).persist()
-        self._setup(
-            view.folder, view.manifest, view.data, view.calibrator, view.index, self._encoder, self.device, view=False
-        )
+        self._become(self.with_calibration(calibration, alpha, method=method).persist())
         return self
 
 
-def _load(folder: Path, manifest: dict) -> tuple[store.Data, Calibrator, VectorIndex]:
+def _load(folder: Path, manifest: Manifest) -> tuple[store.Data, Calibrator, VectorIndex]:
     """The parts of the manifest's generation, checked to belong together and to the model."""
     files = store.files_of(folder, manifest)
     data = store.read_data(folder, manifest)
@@ -599,19 +555,19 @@ def _load(folder: Path, manifest: dict) -> tuple[store.Data, Calibrator, VectorI
     calibrator = load_calibration(files["calibration"])
     index = store.open_vector_index(folder, manifest, data.documents)
     store.check_integrity(folder, manifest, data.documents, data.raw, index)
-    model = manifest["model"]
+    model = manifest.model
     try:
-        calibrator.check_model(model["fingerprint"], model["name"])
-        if calibrator.dim_ is not None and calibrator.dim_ != model["dim"]:
-            raise CalibrationError(f"its means have dimension {calibrator.dim_}, the model {model['dim']}")
+        calibrator.check_model(model.fingerprint, model.name)
+        if calibrator.dim_ is not None and calibrator.dim_ != model.dim:
+            raise CalibrationError(f"its means have dimension {calibrator.dim_}, the model {model.dim}")
     except CalibrationError as err:
         raise VectorIndexError(f"{folder}: the index's calibration does not fit its model: {err}") from None
     return data, calibrator, index
 
 
-def _loading_options(model: Mapping) -> dict:
+def _loading_options(model: ModelRecord) -> dict:
     """The encoder options an index records besides the model (frames sampled per video)."""
-    return {"video_frames": int(model["video_frames"])} if model.get("video_frames") is not None else {}
+    return {"video_frames": model.video_frames} if model.video_frames is not None else {}
 
 
 def _as_query(query: object, image: Any = None, audio: Any = None, video: Any = None) -> Query:
@@ -666,4 +622,28 @@ def open_index(
     ``runtime`` say how that model runs (see ``load_encoder``)."""
     if isinstance(encoder, str):
         encoder = load_encoder(encoder, device=device, runtime=runtime)
-    return MixIndex(folder, encoder=encoder, device=device, runtime=runtime)
+    folder = Path(folder)
+    deadline, attempt = time.monotonic() + OPEN_RETRY_SECONDS, 0
+    while True:
+        manifest = store.read_manifest(folder)
+        try:
+            data, calibrator, index = _load(folder, manifest)
+            break
+        except (FileNotFoundError, MixsearchError) as err:
+            # a writer may have committed a new generation (and removed this one) meanwhile: retry,
+            # backing off a little, for as long as the folder keeps moving on (a writer committing
+            # back to back can outpace a slow reader several times in a row)
+            if store.read_manifest(folder) != manifest and time.monotonic() < deadline:
+                attempt += 1
+                time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.2)))  # jitter: no lockstep
+                continue
+            if store.read_manifest(folder) != manifest:
+                raise VectorIndexError(
+                    f"{folder}: the index kept changing while it was being opened; try again"
+                ) from None
+            if isinstance(err, FileNotFoundError):
+                raise VectorIndexError(
+                    f"{folder}: damaged index: {err.filename} is missing; rebuild it with 'mixsearch index'"
+                ) from None
+            raise
+    return MixIndex(folder, manifest, data, calibrator, index, encoder=encoder, device=device, runtime=runtime)

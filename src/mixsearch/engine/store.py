@@ -22,9 +22,10 @@ them. Deleted (and replaced) rows stay in their segments, masked by ``deleted.np
 change compacts them: an add or delete that leaves more than half the stored rows deleted writes
 the live rows as one new segment instead.
 
-Every change — a build (also over an existing index) or a recalibration — writes the files of
-generation ``g + 1`` beside those of ``g``, flushes them to disk, and then replaces
-``manifest.json`` (write a temporary file, fsync, rename, fsync the folder). Readers see the old
+Every change — a build (also over an existing index), an add, a delete or a recalibration — is
+one ``transaction``: it writes the files of generation ``g + 1`` beside those of ``g``, flushes
+them to disk, and then replaces ``manifest.json`` (write a temporary file, fsync, rename, fsync
+the folder; ``Transaction.commit``). The manifest itself is typed in ``manifest``. Readers see the old
 generation or the new one, never a mix; a writer killed at any moment leaves the old generation
 intact and some orphan files, which the next writer removes. Writers take an exclusive lock, so
 two of them cannot interleave.
@@ -38,6 +39,7 @@ still read. Both are still read, and the next change upgrades them (format 2's f
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -47,25 +49,23 @@ import re
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, VectorIndexError
+from ..errors import InputError, UsageError, VectorIndexError
 from ..index import ExactIndex, VectorIndex, load_index
 from ..index.base import discard_index
 from ..types import MEDIA, Document
+from .manifest import FORMAT, FORMAT_1, FORMAT_2, LEGACY_FORMATS, MANIFEST, Manifest, Segment
 
-FORMAT = "mixsearch-index/3"
-FORMAT_1 = "mixsearch-index/1"
-FORMAT_2 = "mixsearch-index/2"
-LEGACY_FORMATS = (FORMAT_1, FORMAT_2)
+__all__ = ["FORMAT", "FORMAT_1", "FORMAT_2", "LEGACY_FORMATS", "MANIFEST", "Transaction", "transaction"]
+
 #: The document table's own columns; every other column is a metadata field.
 OWN_COLUMNS = ("id", "modality", "text", *MEDIA)
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
 LOCK = ".mixsearch.lock"
 #: Files of format 1 (and the leftovers its recalibration could leave), removed on upgrade.
 _LEGACY_NAMES = {
@@ -88,24 +88,9 @@ _MANIFEST_TMP = re.compile(r"\.manifest\.json\.\d+\.tmp")
 # -- the commit point ----------------------------------------------------------------------------
 
 
-def read_manifest(folder: Path) -> dict:
-    """The manifest of an index folder, checked for a readable format."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise VectorIndexError(f"{folder}: not a mixsearch index (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise VectorIndexError(f"{path}: unreadable manifest ({err}); rebuild the index") from None
-    fmt = manifest.get("format") if isinstance(manifest, dict) else None
-    if fmt != FORMAT and fmt not in LEGACY_FORMATS:
-        raise VectorIndexError(
-            f"{folder}: unknown index format {fmt!r} (this mixsearch reads {FORMAT} and "
-            f"{', '.join(LEGACY_FORMATS)}); rebuild it with 'mixsearch index'"
-        )
-    if fmt != FORMAT_1 and not isinstance(manifest.get("files"), dict):
-        raise VectorIndexError(f"{path}: the manifest names no files; rebuild the index with 'mixsearch index'")
-    return manifest
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of an index folder, checked for a readable format (``Manifest.read``)."""
+    return Manifest.read(folder)
 
 
 def is_index(folder: Path) -> bool:
@@ -157,6 +142,8 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _fsync_tree(path: Path) -> None:
+    if not path.exists():  # a role this change did not write (a recalibration keeps the documents)
+        return
     for p in [path] if path.is_file() else sorted(path.rglob("*")):
         if p.is_file():
             with p.open("rb") as f:
@@ -184,12 +171,94 @@ def writing(folder: Path) -> Iterator[None]:
         lock.release()
 
 
+# -- the one write transaction -------------------------------------------------------------------
+
+
+@dataclass
+class Transaction:
+    """One change to an index folder in progress: the next generation's number and paths, under
+    the folder's write lock. ``commit`` is the only commit point."""
+
+    folder: Path
+    current: Manifest | None  # the manifest on disk when the change began (None: a first build)
+    generation: int
+    paths: dict[str, Path]  # the new generation's files by role (documents, raw, calibration, index)
+    scratch_paths: list[Path] = field(default_factory=list)
+    committed: Manifest | None = None
+
+    def scratch(self, name: str) -> Path:
+        """A temporary file of this generation (removed before and on rollback, never published)."""
+        path = self.folder / name
+        clear([path])
+        self.scratch_paths.append(path)
+        return path
+
+    def commit(self, manifest: Manifest) -> Manifest:
+        """Flush the new generation's files to disk, then replace the manifest that names them.
+        Nothing after this rolls the change back."""
+        if manifest.generation != self.generation:
+            raise UsageError(f"a transaction at generation {self.generation} cannot commit {manifest.generation}")
+        publish(self.folder, manifest, list(self.paths.values()))
+        self.committed = manifest
+        return manifest
+
+    def _written(self) -> list[Path]:
+        return [*self.paths.values(), *self.scratch_paths]
+
+
+_ANY = object()
+
+
+@contextmanager
+def transaction(folder: Path, *, expected: Any = _ANY, fresh: bool = False) -> Iterator[Transaction]:
+    """The one way an index folder changes (build, add, delete, recalibrate)::
+
+        with store.transaction(folder, expected=index.manifest) as txn:
+            ...write the files of txn.paths...
+            txn.commit(manifest)
+
+    Takes the write lock, reads the current manifest (``expected``: the state the caller
+    changes from; the folder holding another one is a ``VectorIndexError``, as a change made
+    from a stale state would undo someone else's), and clears what a writer that died at the
+    next generation left. Leaving the block without ``commit``, or by an exception, removes the
+    new generation's files, unless the rename already happened (``fresh``: the folder too, when
+    the change created it). After a commit, the older generations' files are removed."""
+    folder = Path(folder)
+    with writing(folder):
+        current = read_manifest(folder) if is_index(folder) else None
+        if expected is not _ANY and not (current is expected or (current is not None and current.same_state(expected))):
+            raise VectorIndexError(
+                f"{folder} was changed by someone else since it was opened; open it again and redo the change"
+            )
+        generation = next_generation(current)
+        txn = Transaction(folder, current, generation, {r: folder / n for r, n in generation_files(generation).items()})
+        clear(txn._written())  # orphans of a change that died at this generation
+        try:
+            yield txn
+        except BaseException:
+            _roll_back(txn, fresh)
+            raise
+        if txn.committed is None:
+            _roll_back(txn, fresh)
+            return
+        clear(txn.scratch_paths)
+        tidy(folder, txn.committed, current)
+
+
+def _roll_back(txn: Transaction, fresh: bool) -> None:
+    if txn.committed is not None or is_committed(txn.folder, txn.generation):
+        return  # the rename happened (maybe just before an interruption): the new state stands
+    clear(txn._written())
+    if fresh:
+        shutil.rmtree(txn.folder, ignore_errors=True)
+
+
 # -- generations ---------------------------------------------------------------------------------
 
 
-def next_generation(manifest: dict | None) -> int:
+def next_generation(manifest: Manifest | None) -> int:
     """The number of the generation a change writes."""
-    return int((manifest or {}).get("generation", 0)) + 1
+    return (0 if manifest is None else manifest.generation) + 1
 
 
 def generation_files(generation: int) -> dict[str, str]:
@@ -202,17 +271,18 @@ def generation_files(generation: int) -> dict[str, str]:
     }
 
 
-def files_of(folder: Path, manifest: dict) -> dict[str, Path]:
+def files_of(folder: Path, manifest: Manifest) -> dict[str, Path]:
     """The paths of the manifest's generation (format 1: its fixed names)."""
     folder = Path(folder)
-    if manifest["format"] == FORMAT_1:
+    if manifest.format == FORMAT_1:
         return {
             "documents": folder / "documents.parquet",
             "raw": folder / "raw",
             "calibration": folder / "calibration.safetensors",
             "index": folder,
         }
-    return {role: folder / name for role, name in manifest["files"].items()}
+    assert manifest.files is not None
+    return {role: folder / name for role, name in manifest.files.items()}
 
 
 def clear(paths: Sequence[Path]) -> None:
@@ -226,13 +296,13 @@ def clear(paths: Sequence[Path]) -> None:
             p.unlink(missing_ok=True)
 
 
-def publish(folder: Path, manifest: dict, written: Sequence[Path]) -> dict:
-    """The commit point: flush ``written`` (the new generation's files) to disk, then replace the
-    manifest that names them. Returns the manifest. Nothing after this may roll the change back."""
+def publish(folder: Path, manifest: Manifest, written: Sequence[Path]) -> Manifest:
+    """Flush ``written`` (the new generation's files) to disk, then replace the manifest that
+    names them (``Transaction.commit`` calls this). Returns the manifest."""
     for path in written:
         _fsync_tree(path)
     _fsync_dir(Path(folder))
-    write_json_atomic(Path(folder) / MANIFEST, manifest)
+    manifest.write(folder)
     return manifest
 
 
@@ -240,12 +310,12 @@ def is_committed(folder: Path, generation: int) -> bool:
     """Whether the manifest on disk names ``generation`` (a writer interrupted just after its
     rename has committed, whatever it was told)."""
     try:
-        return read_manifest(folder).get("generation") == generation
+        return read_manifest(folder).generation == generation
     except VectorIndexError:
         return False
 
 
-def tidy(folder: Path, manifest: dict, previous: dict | None) -> None:
+def tidy(folder: Path, manifest: Manifest, previous: Manifest | None) -> None:
     """After a commit, remove the files of older generations (and, after an upgrade, format 1's).
     Best effort: a file that cannot be removed now (a reader's mapping on NFS, say) is left for the
     next writer, and the committed state is untouched either way."""
@@ -257,43 +327,42 @@ def tidy(folder: Path, manifest: dict, previous: dict | None) -> None:
         )
 
 
-def remove_stale(folder: Path, manifest: dict, previous: dict | None = None) -> None:
+def remove_stale(folder: Path, manifest: Manifest, previous: Manifest | None = None) -> None:
     """Delete the files of generations older than the manifest's, the temporary manifests of dead
     writers, and — only when ``previous`` was a format-1 manifest — format 1's names. Nothing else:
     a name no generation of ours could have written is never touched."""
-    keep = set(manifest["files"].values()) | {MANIFEST, LOCK}
-    upgraded = previous is not None and previous.get("format") == FORMAT_1
+    keep = set((manifest.files or {}).values()) | {MANIFEST, LOCK}
+    upgraded = previous is not None and previous.format == FORMAT_1
     for p in Path(folder).iterdir():
         if p.name in keep:
             continue
         generation = _generation_of(p.name)
         if (
-            (generation is not None and generation < manifest["generation"])
+            (generation is not None and generation < manifest.generation)
             or _MANIFEST_TMP.fullmatch(p.name)
             or (upgraded and p.name in _LEGACY_NAMES)
         ):
             clear([p])
 
 
-def record_files(manifest: dict, generation: int, *, keep_data_of: dict | None = None) -> dict:
+def record_files(manifest: Manifest, generation: int, *, keep_data_of: Manifest | None = None) -> Manifest:
     """``manifest`` as generation ``generation``: new calibration and index files; documents and
     raw embeddings new too, unless ``keep_data_of`` (the current manifest, of this format) keeps them."""
     files = generation_files(generation)
     if keep_data_of is not None:
-        if keep_data_of["format"] in LEGACY_FORMATS:
-            raise ValueError("an older index is upgraded by linking its data: use upgrade_data")
-        files["documents"], files["raw"] = keep_data_of["files"]["documents"], keep_data_of["files"]["raw"]
-    return {
-        **manifest,
-        "format": FORMAT,
-        "generation": generation,
-        "files": files,
-        "index": {**manifest.get("index", {}), "path": files["index"]},
-        "calibration": {**manifest.get("calibration", {}), "file": files["calibration"]},
-    }
+        if keep_data_of.is_legacy or keep_data_of.files is None:
+            raise UsageError("an older index is upgraded by linking its data: use upgrade_data")
+        files["documents"], files["raw"] = keep_data_of.files["documents"], keep_data_of.files["raw"]
+    return manifest.replace(
+        format=FORMAT,
+        generation=generation,
+        files=files,
+        index=dataclasses.replace(manifest.index, path=files["index"]),
+        calibration=dataclasses.replace(manifest.calibration, file=files["calibration"]),
+    )
 
 
-def upgrade_data(folder: Path, current: dict, generation: int) -> tuple[list[Path], list[dict]]:
+def upgrade_data(folder: Path, current: Manifest, generation: int) -> tuple[list[Path], list[Segment]]:
     """Link (or copy) an index's documents and raw embeddings into generation ``generation``'s
     folders; returns the new folders and the segments."""
     folder = Path(folder)
@@ -304,20 +373,20 @@ def upgrade_data(folder: Path, current: dict, generation: int) -> tuple[list[Pat
     return paths, segments
 
 
-def _segment_sources(folder: Path, manifest: dict) -> list[tuple[str, int | None, Path, Path]]:
+def _segment_sources(folder: Path, manifest: Manifest) -> list[tuple[str, int | None, Path, Path]]:
     """``(name, rows, documents file, raw folder)`` of each segment of the manifest's generation."""
     files = files_of(folder, manifest)
-    if manifest["format"] in LEGACY_FORMATS:
+    if manifest.is_legacy:
         return [("0", None, files["documents"], files["raw"])]
     return [
-        (s["name"], int(s["rows"]), files["documents"] / f"{s['name']}.parquet", files["raw"] / s["name"])
-        for s in manifest["segments"]
+        (s.name, s.rows, files["documents"] / f"{s.name}.parquet", files["raw"] / s.name)
+        for s in manifest.segments or ()
     ]
 
 
-def link_data(folder: Path, current: dict, documents: Path, raw: Path) -> list[dict]:
+def link_data(folder: Path, current: Manifest, documents: Path, raw: Path) -> list[Segment]:
     """Hard-link (or copy) every segment of ``current`` into new ``documents`` and ``raw`` folders,
-    with the rows it deleted; returns the segments (``{"name", "rows"}``)."""
+    with the rows it deleted; returns the segments."""
     from ..index.exact import link_or_copy
 
     documents.mkdir(parents=True, exist_ok=True)
@@ -332,9 +401,9 @@ def link_data(folder: Path, current: dict, documents: Path, raw: Path) -> list[d
             import pyarrow.parquet as pq
 
             rows = pq.read_metadata(table).num_rows
-        segments.append({"name": name, "rows": rows})
+        segments.append(Segment(name, rows))
     deleted = files_of(folder, current)["documents"] / "deleted.npy"
-    if current["format"] not in LEGACY_FORMATS and deleted.is_file():
+    if not current.is_legacy and deleted.is_file():
         link_or_copy(deleted, documents / "deleted.npy")
     return segments
 
@@ -496,7 +565,7 @@ class Data:
     """The documents and raw embeddings of a generation: its segments, the rows deleted, and the
     live rows' table (Arrow), columns and raw embeddings (in row order)."""
 
-    segments: list[dict]
+    segments: list[Segment]
     deleted: np.ndarray | None
     table: Any  # a pyarrow Table (pyarrow is imported only when an index is read)
     documents: dict[str, list]
@@ -505,10 +574,10 @@ class Data:
     @property
     def stored(self) -> int:
         """Rows stored over all segments, deleted ones too."""
-        return sum(s["rows"] for s in self.segments)
+        return sum(s.rows for s in self.segments)
 
 
-def read_data(folder: Path, manifest: dict) -> Data:
+def read_data(folder: Path, manifest: Manifest) -> Data:
     """The documents and raw embeddings of the manifest's generation (any readable format)."""
     import pyarrow as pa
 
@@ -516,10 +585,10 @@ def read_data(folder: Path, manifest: dict) -> Data:
     tables = [read_documents(table) for _, _, table, _ in sources]
     raws = [read_raw(embeddings) for _, _, _, embeddings in sources]
     counts = [t.num_rows for t in tables]
-    segments = [{"name": name, "rows": n} for (name, _, _, _), n in zip(sources, counts)]
+    segments = [Segment(name, n) for (name, _, _, _), n in zip(sources, counts)]
     deleted = None
     path = files_of(folder, manifest)["documents"] / "deleted.npy"
-    if manifest["format"] not in LEGACY_FORMATS and path.is_file():
+    if not manifest.is_legacy and path.is_file():
         try:
             rows = np.load(path)
             deleted = np.zeros(sum(counts), dtype=bool)
@@ -541,10 +610,10 @@ def read_data(folder: Path, manifest: dict) -> Data:
     return Data(segments, deleted, table, table.to_pydict(), raw)
 
 
-def open_vector_index(folder: Path, manifest: dict, documents: dict[str, list]) -> VectorIndex:
+def open_vector_index(folder: Path, manifest: Manifest, documents: dict[str, list]) -> VectorIndex:
     """The vector index of the manifest's generation, of the kind the manifest names."""
     path = files_of(folder, manifest)["index"]
-    if manifest["format"] == FORMAT_1:  # an exact index at the top; modality from the documents
+    if manifest.format == FORMAT_1:  # an exact index at the top; modality from the documents
         try:
             vectors = np.load(path / "vectors.npy", mmap_mode="r")
             ids = json.loads((path / "ids.json").read_text())
@@ -555,7 +624,7 @@ def open_vector_index(folder: Path, manifest: dict, documents: dict[str, list]) 
         return ExactIndex(vectors, ids, {"modality": np.asarray(documents["modality"])}, where=f"index at {folder}")
     if not path.is_dir():
         raise missing(path)
-    return load_index(path, manifest["index"]["kind"])
+    return load_index(path, manifest.index.kind)
 
 
 def ids_checksum(ids: Sequence[str]) -> str:
@@ -564,13 +633,13 @@ def ids_checksum(ids: Sequence[str]) -> str:
 
 
 def check_integrity(
-    folder: Path, manifest: dict, documents: dict[str, list], raw: dict[str, np.ndarray], index: VectorIndex
+    folder: Path, manifest: Manifest, documents: dict[str, list], raw: dict[str, np.ndarray], index: VectorIndex
 ) -> None:
     """Refuse an index whose parts do not belong together (rows reordered, a file swapped)."""
     ids = documents["id"]
     n = len(ids)
     problems = []
-    expected = manifest.get("integrity", {}).get("ids_sha256")
+    expected = manifest.ids_sha256
     if expected is not None and ids_checksum(ids) != expected:
         problems.append("the document table's ids are not the ones the index was built with")
     index_ids = getattr(index, "ids", None)
@@ -578,9 +647,9 @@ def check_integrity(
         problems.append("the vector index's ids differ from the document table's (order or content)")
     if len(index) != n:
         problems.append(f"the vector index holds {len(index)} vectors for {n} documents")
-    if manifest.get("documents", {}).get("total", n) != n:
-        problems.append(f"the manifest counts {manifest['documents']['total']} documents, the table {n}")
-    dim = manifest["model"]["dim"]
+    if manifest.documents is not None and manifest.documents.total != n:
+        problems.append(f"the manifest counts {manifest.documents.total} documents, the table {n}")
+    dim = manifest.model.dim
     for modality, matrix in raw.items():
         if matrix.shape != (n, dim):
             problems.append(f"raw {modality} embeddings have shape {matrix.shape}, expected {(n, dim)}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,9 +20,11 @@ import numpy as np
 from ..embedding import open_cache
 from ..errors import InputError, UsageError
 from ..index.base import positions_of
-from ..types import DOCUMENT_MODALITIES, Document, Problem
-from . import store
+from ..types import Document
+from . import documents, store
 from .fuse import fuse_documents, require_roles
+from .manifest import DocumentCounts, Manifest, Segment
+from .reports import UpdateReport
 
 if TYPE_CHECKING:
     from ..index import VectorIndex
@@ -34,37 +35,7 @@ log = logging.getLogger(__name__)
 #: A change that leaves more than this share of the stored rows deleted compacts the index.
 COMPACT_ABOVE = 0.5
 
-
-@dataclass
-class UpdateReport:
-    """What an add did: documents added and replaced, what was encoded, and every problem."""
-
-    added: int = 0
-    replaced: int = 0
-    encoded: int = 0
-    from_cache: int = 0
-    truncated: int = 0
-    skipped: int = 0
-    compacted: bool = False
-    problems: list[Problem] = field(default_factory=list)
-    skipped_ids: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        """A few lines for people: counts, the calibration kept, then each problem (the first 50)."""
-        from .build import BuildReport
-
-        lines = [
-            f"added {self.added} documents ({self.replaced} of them replaced documents with the same id) in "
-            f"{self.seconds:.1f} s ({self.encoded} items encoded, {self.from_cache} from cache)",
-            "the index's calibration and alpha were kept as they were (not refitted); refit with "
-            "'mixsearch recalibrate INDEX --calibration corpus' if the corpus changed much",
-        ]
-        if self.compacted:
-            lines.append("more than half the stored rows were deleted: the index was compacted")
-        shown = BuildReport(skipped=self.skipped, problems=self.problems).problem_lines()
-        return "\n".join(lines + shown + self.notes)
+__all__ = ["UpdateReport", "add_documents", "delete_documents"]
 
 
 def add_documents(
@@ -73,101 +44,93 @@ def add_documents(
     *,
     cache_dir: str | Path | None = None,
     progress: bool | None = None,
-) -> UpdateReport:
-    """Encode ``corpus`` with the index's model and add it to ``index`` (and its folder)."""
-    from .build import BuildReport, _encode_documents, _read
-
+) -> tuple[UpdateReport, MixIndex]:
+    """Encode ``corpus`` with the index's model and add it to ``index``'s folder; returns the
+    report and the index in its new state (``MixIndex.add`` shows it through ``index``)."""
     started = time.perf_counter()
     _check_writable(index)
     encoder = index.encoder  # the index's recorded model; another fingerprint or dim is refused
-    read_report = BuildReport()
-    docs, corpus_name = _read(corpus, read_report, encoder)
-    report = UpdateReport(problems=read_report.problems, skipped=read_report.skipped)
+    report = UpdateReport()
+    docs, corpus_name = documents.read(corpus, report, encoder)
     if not docs:
-        raise InputError("\n".join([f"{corpus_name}: no documents to add", *read_report.problem_lines(10)]))
+        raise InputError("\n".join([f"{corpus_name}: no documents to add", *report.problem_lines(10)]))
     # everything checkable before encoding: the calibration's means, the metadata's kinds
     require_roles(index.calibrator, {m for d in docs for m in d.parts}, encoder.dim, {d.modality for d in docs})
     store.check_metadata_types(index.data.table.schema, store.document_table(docs).schema, corpus_name)
     folder = index.folder
-    with store.writing(folder):
-        current = index.manifest_to_change()
-        generation, files, written = _next_files(folder, current)
+    with store.transaction(folder, expected=index.manifest) as txn:
+        current, generation, files = _current(txn), txn.generation, txn.paths
+        segments = store.link_data(folder, current, files["documents"], files["raw"])
+        segment = str(generation)
+        (files["raw"] / segment).mkdir()
+        cache = open_cache(encoder, cache_dir)
         try:
-            segments = store.link_data(folder, current, files["documents"], files["raw"])
-            segment = str(generation)
-            (files["raw"] / segment).mkdir()
-            cache = open_cache(encoder, cache_dir)
-            try:
-                encode_report = BuildReport(problems=report.problems)
-                docs, raw = _encode_documents(docs, encoder, cache, files["raw"] / segment, encode_report, progress)
-            finally:
-                cache.close()
-            report.encoded, report.from_cache = encode_report.encoded, encode_report.from_cache
-            report.truncated, report.skipped_ids = encode_report.truncated, encode_report.skipped_ids
-            report.skipped += len(encode_report.skipped_ids)
-            if not docs:
-                raise InputError("\n".join([f"{corpus_name}: no documents to add", *encode_report.problem_lines(10)]))
-            present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
-            vectors = fuse_documents(index.calibrator, index.alpha, raw, present, len(docs), encoder.dim)
-            table = store.document_table(docs)
-            store.write_table(files["documents"] / f"{segment}.parquet", table)
-            segments.append({"name": segment, "rows": len(docs)})
-            ids = [d.id for d in docs]
-            replaced = _stored_rows(index, ids)
-            vector_index = store.open_vector_index(folder, current, index.documents)
-            vector_index.add(vectors, ids, _fields_for(index, table))
-            deleted = _deleted(index.data, replaced, len(docs))
-            report.added, report.replaced = len(docs), len(replaced)
-            manifest, vector_index = _finish(
-                index, current, generation, files, segments, deleted, vector_index, added=docs
-            )
-            report.compacted = manifest.get("compacted_at") == generation
-            report.seconds = time.perf_counter() - started
-            manifest["updated"] = {
-                "at": manifest["updated"]["at"],
-                "action": "add",
-                "corpus": corpus_name,
-                "added": report.added,
-                "replaced": report.replaced,
-                "seconds": round(report.seconds, 2),
-            }
-            _commit(index, current, manifest, written, generation, vector_index)
-        except BaseException:
-            if not store.is_committed(folder, generation):
-                store.clear(written)  # not committed: the current generation is untouched
-            raise
+            docs, raw = documents.encode(docs, encoder, cache, files["raw"] / segment, report, progress)
+        finally:
+            cache.close()
+        report.skipped += len(report.skipped_ids)
+        if not docs:
+            raise InputError("\n".join([f"{corpus_name}: no documents to add", *report.problem_lines(10)]))
+        present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
+        vectors = fuse_documents(index.calibrator, index.alpha, raw, present, len(docs), encoder.dim)
+        table = store.document_table(docs)
+        store.write_table(files["documents"] / f"{segment}.parquet", table)
+        segments.append(Segment(segment, len(docs)))
+        ids = [d.id for d in docs]
+        replaced = _stored_rows(index, ids)
+        vector_index = store.open_vector_index(folder, current, index.documents)
+        vector_index.add(vectors, ids, _fields_for(index, table))
+        deleted = _deleted(index.data, replaced, len(docs))
+        report.added, report.replaced = len(docs), len(replaced)
+        manifest, vector_index = _finish(index, current, generation, files, segments, deleted, vector_index, added=docs)
+        report.compacted = manifest.compacted_at == generation
+        report.seconds = time.perf_counter() - started
+        updated = {
+            "at": _now(),
+            "action": "add",
+            "corpus": corpus_name,
+            "added": report.added,
+            "replaced": report.replaced,
+            "seconds": round(report.seconds, 2),
+        }
+        changed = _commit(txn, index, manifest.replace(updated=updated), vector_index)
     log.info("%s: added %d documents (%d replaced)", folder, report.added, report.replaced)
-    return report
+    return report, changed
 
 
-def delete_documents(index: MixIndex, ids: Iterable[str]) -> int:
-    """Delete documents by id from ``index`` (and its folder); returns how many were there."""
+def delete_documents(index: MixIndex, ids: Iterable[str]) -> tuple[int, MixIndex | None]:
+    """Delete documents by id from ``index``'s folder; returns how many were there, and the index
+    in its new state (None when nothing was deleted)."""
     if isinstance(ids, str):
         raise UsageError("give the ids to delete as a list, not one string")
     ids = list(dict.fromkeys(ids))
     _check_writable(index)
     folder = index.folder
-    with store.writing(folder):
-        current = index.manifest_to_change()
+    with store.transaction(folder, expected=index.manifest) as txn:
+        current = _current(txn)
         rows = _stored_rows(index, ids)
         if not rows:
             store.tidy(folder, current, None)  # what an earlier writer killed after its commit left
-            return 0
-        generation, files, written = _next_files(folder, current)
-        try:
-            segments = store.link_data(folder, current, files["documents"], files["raw"])
-            vector_index = store.open_vector_index(folder, current, index.documents)
-            vector_index.delete(ids)
-            deleted = _deleted(index.data, rows, 0)
-            manifest, vector_index = _finish(index, current, generation, files, segments, deleted, vector_index)
-            manifest["updated"] = {"at": manifest["updated"]["at"], "action": "delete", "deleted": len(rows)}
-            _commit(index, current, manifest, written, generation, vector_index)
-        except BaseException:
-            if not store.is_committed(folder, generation):
-                store.clear(written)
-            raise
+            return 0, None
+        files = txn.paths
+        segments = store.link_data(folder, current, files["documents"], files["raw"])
+        vector_index = store.open_vector_index(folder, current, index.documents)
+        vector_index.delete(ids)
+        deleted = _deleted(index.data, rows, 0)
+        manifest, vector_index = _finish(index, current, txn.generation, files, segments, deleted, vector_index)
+        updated = {"at": _now(), "action": "delete", "deleted": len(rows)}
+        changed = _commit(txn, index, manifest.replace(updated=updated), vector_index)
     log.info("%s: deleted %d documents", folder, len(rows))
-    return len(rows)
+    return len(rows), changed
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _current(txn: store.Transaction) -> Manifest:
+    assert txn.current is not None  # the transaction checked it is the state the index was opened at
+    return txn.current
 
 
 def _fields_for(index: MixIndex, table) -> dict:
@@ -194,15 +157,6 @@ def _stored_rows(index: MixIndex, ids: Sequence[str]) -> list[int]:
     return [int(r) for r in live[positions_of(index.data.table["id"], set(ids))]]
 
 
-def _next_files(folder: Path, current: dict) -> tuple[int, dict[str, Path], list[Path]]:
-    """The next generation's number and file paths, cleared of what a writer that died there left."""
-    generation = store.next_generation(current)
-    files = {role: folder / name for role, name in store.generation_files(generation).items()}
-    written = list(files.values())
-    store.clear(written)
-    return generation, files, written
-
-
 def _deleted(data: store.Data, rows: list[int], added: int) -> np.ndarray:
     """The deleted mask after a change: the old one, ``rows`` more, and ``added`` new live rows."""
     deleted = np.zeros(data.stored + added, dtype=bool)
@@ -214,14 +168,14 @@ def _deleted(data: store.Data, rows: list[int], added: int) -> np.ndarray:
 
 def _finish(
     index: MixIndex,
-    current: dict,
+    current: Manifest,
     generation: int,
     files: dict[str, Path],
-    segments: list[dict],
+    segments: list[Segment],
     deleted: np.ndarray,
     vector_index,
     added: Sequence[Document] | None = None,
-) -> tuple[dict, VectorIndex]:
+) -> tuple[Manifest, VectorIndex]:
     """Write the deleted rows, the index and the calibration of the new generation (compacting
     everything when most stored rows are deleted); returns its manifest and vector index."""
     from ..calibration import save_calibration
@@ -232,28 +186,25 @@ def _finish(
     if compact:
         segments = _compact(files, segments, deleted)
         live_ids = [
-            str(i)
-            for i in store.read_documents(files["documents"] / f"{segments[0]['name']}.parquet")["id"].to_pylist()
+            str(i) for i in store.read_documents(files["documents"] / f"{segments[0].name}.parquet")["id"].to_pylist()
         ]
         vectors = np.asarray(vector_index.vectors) if hasattr(vector_index, "vectors") else None
         if vectors is not None and list(vector_index.ids) == live_ids:
-            table = store.read_documents(files["documents"] / f"{segments[0]['name']}.parquet")
+            table = store.read_documents(files["documents"] / f"{segments[0].name}.parquet")
             vector_index = build_index_of_kind(
-                current["index"]["kind"], vectors, live_ids, store.field_columns(table), options=vector_index.options
+                current.index.kind, vectors, live_ids, store.field_columns(table), options=vector_index.options
             )
     elif deleted.any():
         np.save(files["documents"] / "deleted.npy", np.flatnonzero(deleted).astype(np.int64))
     vector_index.save(files["index"])
     save_calibration(index.calibrator, files["calibration"])
     live_ids, modality = _live_rows(index, deleted, added or [])
-    manifest = store.record_files(current, generation)
-    manifest["segments"] = segments
-    manifest["integrity"] = {"ids_sha256": store.ids_checksum(live_ids)}
-    counts = {m: int((modality == m).sum()) for m in DOCUMENT_MODALITIES}
-    manifest["documents"] = {"total": len(live_ids), **counts}
-    manifest["updated"] = {"at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
-    if compact:
-        manifest["compacted_at"] = generation
+    manifest = store.record_files(current, generation).replace(
+        segments=tuple(segments),
+        integrity={"ids_sha256": store.ids_checksum(live_ids)},
+        documents=DocumentCounts.of(modality),
+        **({"compacted_at": generation} if compact else {}),
+    )
     return manifest, vector_index
 
 
@@ -270,23 +221,23 @@ def _live_rows(index: MixIndex, deleted: np.ndarray, added: Sequence[Document]) 
     return [str(i) for i in ids[~deleted]], modality[~deleted].astype(str)
 
 
-def _compact(files: dict[str, Path], segments: list[dict], deleted: np.ndarray) -> list[dict]:
+def _compact(files: dict[str, Path], segments: list[Segment], deleted: np.ndarray) -> list[Segment]:
     """Replace the linked segments by one segment of the live rows (documents and raw embeddings)."""
     import pyarrow as pa
 
     from .store import SegmentRows, clear
 
     docs_dir, raw_dir = files["documents"], files["raw"]
-    tables = [store.read_documents(docs_dir / f"{s['name']}.parquet") for s in segments]
-    raws = [store.read_raw(raw_dir / s["name"]) for s in segments]
+    tables = [store.read_documents(docs_dir / f"{s.name}.parquet") for s in segments]
+    raws = [store.read_raw(raw_dir / s.name) for s in segments]
     live = np.flatnonzero(~deleted)
     table = pa.concat_tables(tables, promote_options="permissive").take(live)
-    name = f"{segments[-1]['name']}c"
+    name = f"{segments[-1].name}c"
     (raw_dir / name).mkdir()
     for m in dict.fromkeys(m for r in raws for m in r):
         parts = [r.get(m) for r in raws]
         dim = next(p.shape[1] for p in parts if p is not None)
-        rows = SegmentRows(parts, [s["rows"] for s in segments], live, dim)
+        rows = SegmentRows(parts, [s.rows for s in segments], live, dim)
         out = np.lib.format.open_memmap(raw_dir / name / f"{m}.npy", "w+", np.float32, rows.shape)
         for start in range(0, len(rows), 65536):
             out[start : start + 65536] = rows[start : start + 65536]
@@ -294,17 +245,18 @@ def _compact(files: dict[str, Path], segments: list[dict], deleted: np.ndarray) 
         del out
     del raws
     store.write_table(docs_dir / f"{name}.parquet", table)
-    clear([docs_dir / f"{s['name']}.parquet" for s in segments] + [raw_dir / s["name"] for s in segments])
-    return [{"name": name, "rows": table.num_rows}]
+    clear([docs_dir / f"{s.name}.parquet" for s in segments] + [raw_dir / s.name for s in segments])
+    return [Segment(name, table.num_rows)]
 
 
-def _commit(
-    index: MixIndex, current: dict, manifest: dict, written: list[Path], generation: int, vector_index: VectorIndex
-) -> None:
-    """Publish the new generation, tidy the old one, and show the new state through ``index``
-    (the vector index just written is kept in memory; only the document data is read back, as a
-    full reopen costs several times the change itself on a large index)."""
-    store.publish(index.folder, manifest, written)
-    store.tidy(index.folder, manifest, current)
+def _commit(txn: store.Transaction, index: MixIndex, manifest: Manifest, vector_index: VectorIndex) -> MixIndex:
+    """Commit the new generation and return the index in it (the vector index just written is
+    kept in memory; only the document data is read back, as a full reopen costs several times
+    the change itself on a large index). The transaction tidies the old generation after."""
+    from .mixindex import MixIndex
+
+    txn.commit(manifest)
     data = store.read_data(index.folder, manifest)
-    index._setup(index.folder, manifest, data, index.calibrator, vector_index, index._encoder, index.device, view=False)
+    return MixIndex(
+        index.folder, manifest, data, index.calibrator, vector_index, device=index.device, runtime=index.runtime
+    )

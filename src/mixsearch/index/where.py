@@ -67,10 +67,11 @@ def arrow_table(fields: Mapping[str, object], n: int):
 
 def describe(schema) -> str:
     """``name TYPE`` of each field, for error messages."""
-    return ", ".join(f"{f.name} {_sql_type(f.type)}" for f in schema if f.name != "_rows")
+    return ", ".join(f"{f.name} {sql_type(f.type)}" for f in schema if f.name != "_rows")
 
 
-def _sql_type(arrow_type) -> str:
+def sql_type(arrow_type) -> str:
+    """The SQL type name of an Arrow type, as ``where`` conditions and error messages show it."""
     import pyarrow as pa
 
     for test, name in (
@@ -180,7 +181,7 @@ def _check_literal_types(where: str, condition, types: Mapping, known: str) -> N
                 if wrong:
                     given = "text" if literal.is_string else "a number"
                     raise UsageError(
-                        f"where {where!r}: field {column.name!r} is {_sql_type(kind)}, compared with {given} "
+                        f"where {where!r}: field {column.name!r} is {sql_type(kind)}, compared with {given} "
                         f"{literal.sql()}; {known}"
                     )
 

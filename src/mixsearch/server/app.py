@@ -160,7 +160,7 @@ def create_app(
             "indexes": {
                 name: {
                     "documents": len(s.index),
-                    "generation": s.index.manifest.get("generation"),
+                    "generation": s.index.manifest.generation,
                     **_error(registry, name),
                 }
                 for name, s in registry.served.items()
@@ -367,21 +367,21 @@ def _search(
 def _about(served: Served, view: str) -> dict:
     return {
         "index": served.name,
-        "model": served.index.model,
+        "model": served.index.model.to_dict(),
         "calibration": queries.calibration_info(served, view),
     }
 
 
 def _info(served: Served) -> dict:
     manifest = served.index.manifest
-    build = manifest.get("build", {})
+    build = manifest.build or {}
     return {
-        "model": served.index.model,
+        "model": served.index.model.to_dict(),
         "calibration": queries.calibration_info(served, "calibrated"),
         "views": {v: queries.calibration_info(served, v)["method"] for v in served.views()},
         "documents": served.counts(),
-        "generation": manifest.get("generation"),
-        "created": manifest.get("created"),
+        "generation": manifest.generation,
+        "created": manifest.created,
         "skipped": len(build.get("skipped_ids", [])),
     }
 

@@ -143,7 +143,7 @@ def run_batch(
 
 def calibration_info(served: Served, view: str) -> dict:
     """What a client needs to know about the ranking it got: the view, the calibration and its provenance."""
-    record = served.view(view).manifest["calibration"]
+    record = served.view(view).manifest.calibration.to_dict()
     keep = ("method", "alpha", "source", "counts", "fitted_for", "provenance", "notes")
     return {"view": view, **{key: record[key] for key in keep if key in record}}
 

@@ -122,7 +122,8 @@ class Served:
 
     def counts(self) -> dict:
         """Documents per modality, as the manifest records them."""
-        return dict(self.index.manifest.get("documents", {}))
+        documents = self.index.manifest.documents
+        return {} if documents is None else documents.to_dict()
 
 
 def _media_roots(index: MixIndex) -> frozenset[Path]:
@@ -201,7 +202,7 @@ class Registry:
             if not index.is_stale():
                 break
         encoder, lock = self._encoder_entry(index)
-        plain = None if index.manifest["calibration"].get("method") == "none" else index.with_calibration("none")
+        plain = None if index.manifest.calibration.method == "none" else index.with_calibration("none")
         served = Served(name, folder, index, plain, lock)
         if self.warm:
             _warm_up(served)
@@ -219,7 +220,7 @@ class Registry:
         return self._open(folder, device=self.device)
 
     def _encoder_entry(self, index: MixIndex) -> tuple[Encoder, threading.Lock]:
-        key = (index.model["name"], index.model["fingerprint"])
+        key = (index.model.name, index.model.fingerprint)
         if key not in self._encoders:
             self._encoders[key] = (index.encoder, threading.Lock())  # loads the model once, here
         return self._encoders[key]
@@ -277,7 +278,7 @@ def _warm_up(served: Served) -> None:
     """One query of each kind the model takes, so the first user query is as fast as the rest."""
     from PIL import Image
 
-    modalities = set(served.index.model.get("modalities", ["text"]))
+    modalities = set(served.index.model.modalities or ["text"])
     images = [Image.new("RGB", (64, 64), (128, 128, 128))] if "image" in modalities else None
     texts = ["warm up"] if "text" in modalities else None
     embeddings = served.embed(texts, images)

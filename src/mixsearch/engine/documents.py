@@ -1,0 +1,110 @@
+"""Reading a corpus and encoding its documents: the steps a build and an add share.
+
+``read`` keeps the documents the index's model can encode (everything else is a problem in the
+report, counted as skipped); ``encode`` writes every part of every document into a segment's
+raw-embedding files, through the embedding cache, so an interrupted build or add resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..embedding import EmbeddingCache, embed
+from ..encoders import Encoder
+from ..errors import InputError
+from ..ingest import check_id, read_corpus
+from ..types import MODALITIES, Document, Problem
+from .fuse import CHUNK
+from .reports import Report
+
+log = logging.getLogger(__name__)
+
+
+def read(corpus: str | Path | Sequence[Document], report: Report, encoder: Encoder) -> tuple[list[Document], str]:
+    """The corpus's documents that ``encoder`` can encode, and the corpus's name; everything else
+    is reported and counted as skipped (``report.skipped`` is set to what reading dropped)."""
+    if isinstance(corpus, (str, Path)):
+        docs, name = list(read_corpus(corpus, report.problems.append)), os.path.abspath(corpus)
+    else:
+        docs, name, seen = [], "<documents>", set()
+        for d in corpus:
+            try:
+                check_id(d.id)
+            except InputError as err:
+                report.problems.append(Problem(d.where or "<documents>", str(err), d.id))
+                continue
+            if d.id in seen:
+                report.problems.append(Problem(d.where or d.id, "duplicate id; later document skipped", d.id))
+                continue
+            seen.add(d.id)
+            docs.append(d)
+    report.skipped = sum(p.skipped for p in report.problems)  # lines and documents dropped while reading
+    kept = []
+    for d in docs:
+        missing = set(d.parts) - encoder.modalities
+        if missing:
+            report.problems.append(
+                Problem(
+                    d.where or d.id, f"model {encoder.name!r} cannot encode {', '.join(sorted(missing))}; skipped", d.id
+                )
+            )
+            report.skipped += 1
+        else:
+            kept.append(d)
+    return kept, name
+
+
+def encode(
+    docs: list[Document],
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    folder: Path,
+    report: Report,
+    progress: bool | None,
+) -> tuple[list[Document], dict[str, np.ndarray]]:
+    """Encode every part of every document into ``folder/<modality>.npy`` (memory-mapped, zero
+    rows where a document lacks the part); keep only the documents whose every part encoded
+    (the others' ids go to ``report.skipped_ids``; ``report.skipped`` is left to the caller)."""
+    modalities = [m for m in MODALITIES if any(getattr(d, m) is not None for d in docs)]
+    ok = np.ones(len(docs), dtype=bool)
+    everything = {}
+    for m in modalities:
+        everything[m] = np.lib.format.open_memmap(folder / f"{m}.all.npy", "w+", np.float32, (len(docs), encoder.dim))
+        rows = [i for i, d in enumerate(docs) if getattr(d, m) is not None]
+        log.info("encoding %d %s parts with %s", len(rows), m, encoder.name)
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            items = [getattr(docs[i], m) if m == "text" else str(getattr(docs[i], m)) for i in chunk]
+            where, ids = [docs[i].where or docs[i].id for i in chunk], [docs[i].id for i in chunk]
+            result = embed(
+                encoder,
+                items,
+                m,
+                cache=cache,
+                report=report.problems.append,
+                where=where,
+                doc_ids=ids,
+                progress=progress,
+            )
+            everything[m][chunk] = result.vectors
+            ok[np.asarray(chunk)[~result.ok]] = False
+            report.encoded += result.encoded
+            report.from_cache += result.from_cache
+            report.truncated += int(result.truncated.sum())
+    report.skipped_ids = [d.id for d, good in zip(docs, ok) if not good]
+    keep = np.flatnonzero(ok)
+    raw: dict[str, np.ndarray] = {}
+    for m in modalities:
+        kept = np.lib.format.open_memmap(folder / f"{m}.npy", "w+", np.float32, (len(keep), encoder.dim))
+        for start in range(0, len(keep), CHUNK):
+            kept[start : start + CHUNK] = everything[m][keep[start : start + CHUNK]]
+        kept.flush()
+        raw[m] = kept
+        del everything[m]
+        (folder / f"{m}.all.npy").unlink()
+    return [docs[i] for i in keep], raw
