@@ -10,7 +10,7 @@ from ..deps import RegistryDep
 from ..schemas import ERRORS, HealthResponse, InfoResponse, ReloadResponse
 from ..state import Served, manifest_of
 
-router = APIRouter(tags=["status"], responses={422: ERRORS[422]})
+router = APIRouter(tags=["status"], responses={401: ERRORS[401]})
 
 
 @router.get("/health", response_model=HealthResponse, summary="Whether the server is up, and each index's state")
@@ -46,7 +46,10 @@ def info(registry: RegistryDep) -> InfoResponse:
 
 
 @router.post(
-    "/reload", response_model=ReloadResponse, summary="Reopen every index changed on disk (rebuilt, recalibrated)"
+    "/reload",
+    response_model=ReloadResponse,
+    responses={422: ERRORS[422]},
+    summary="Reopen every index changed on disk (rebuilt, recalibrated)",
 )
 def reload(
     registry: RegistryDep, force: bool = Query(False, description="Reopen every index, changed or not.")
