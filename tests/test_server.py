@@ -620,3 +620,129 @@ def test_serve_refuses_a_port_out_of_range():
 
     result = CliRunner().invoke(cli, ["serve", "nowhere", "--port", "99999"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+# -- structure: routers, response models, the client on the same models ----------------------------
+
+JSON_ROUTES = {
+    ("get", "/health"): "HealthResponse",
+    ("get", "/info"): "InfoResponse",
+    ("post", "/reload"): "ReloadResponse",
+    ("get", "/api/search"): "SearchResponse",
+    ("post", "/api/search"): "SearchResponse",
+    ("post", "/api/search/batch"): "BatchResponse",
+    ("get", "/api/documents/{doc_id}"): "DocumentResponse",
+}
+
+
+def test_openapi_declares_a_response_schema_for_each_json_route(client):
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for (method, path), model in JSON_ROUTES.items():
+        responses = spec["paths"][path][method]["responses"]
+        ref = responses["200"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == f"#/components/schemas/{model}", (method, path)
+        assert schemas[model]["properties"], model
+        errors = [status for status in ("401", "404", "422") if status in responses]
+        assert "401" in errors and (path in ("/health", "/info") or "422" in errors), (method, path)
+        for status in errors:
+            assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    assert set(schemas["HitModel"]["properties"]) >= {"rank", "id", "score", "modality", "thumbnail_url"}
+    assert "min_relevance" in schemas["BatchRequest"]["properties"]
+    assert spec["paths"]["/api/documents/{doc_id}"]["get"]["responses"]["404"]["content"]["application/json"]
+
+
+def test_the_wire_format_is_unchanged(client):
+    # the page's JavaScript and older clients read these names; empty fields stay out, not null
+    answer = client.get("/api/search", params={"q": "dog", "k": 14}).json()
+    assert set(answer) == {"index", "model", "calibration", "query", "k", "modality", "where", "took_ms", "hits"}
+    assert answer["query"] == {"text": "dog", "kind": "text"} and answer["where"] is None
+    assert all(None not in h.values() for h in answer["hits"])
+    assert {"image_url", "thumbnail_url"} <= set(next(h for h in answer["hits"] if h.get("image")))
+    batch = client.post("/api/search/batch", json={"queries": ["dog"]}).json()
+    assert set(batch) == {"index", "model", "calibration", "k", "modality", "where", "took_ms", "results"}
+    assert set(client.get("/health").json()["indexes"]["index"]) == {"documents", "generation"}
+    assert set(client.get("/api/documents/t0").json()) == {"index", "row", "id", "modality", "text"}
+
+
+def test_routes_are_defined_in_routers(client):
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    from mixsearch.server import app as app_module
+    from mixsearch.server.routes import ROUTERS
+
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) == 11  # 7 JSON, media, thumbnail, the page's GET and POST
+    for route in routes:
+        assert route.endpoint.__module__.startswith("mixsearch.server.routes."), route.path
+        assert "<locals>" not in route.endpoint.__qualname__, route.path  # no closures over create_app's locals
+    documented = {(r.path.replace(":path", ""), m.lower()) for r in routes if r.include_in_schema for m in r.methods}
+    served = {(path, m) for path, ops in client.get("/openapi.json").json()["paths"].items() for m in ops}
+    assert served == documented  # every API route the app has comes from a router
+    assert client.get("/").status_code == 200  # the page's router is included too
+    source = inspect.getsource(app_module.create_app)
+    assert "@app." not in source and len(source.splitlines()) < 60
+
+
+def _as_served(hit: ms.Hit) -> ms.Hit:
+    """A hit as a client sees it: media as file names (the server's paths stay on the server), no
+    metadata for a document without any (the JSON leaves it out, as ``Hit.to_dict`` does)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    media = {part: Path(getattr(hit, part)).name for part in ("image", "audio", "video") if getattr(hit, part)}
+    return replace(hit, **media, metadata=hit.metadata or None)
+
+
+def test_client_returns_the_hits_of_index_search(app, local):
+    from server_helpers import ThreadServer
+
+    from mixsearch.client import Client
+
+    index, plain = local
+    with ThreadServer(app) as server:
+        client = Client(server.url)
+        hits = client.search("dog on the beach", k=14)
+        assert all(isinstance(h, ms.Hit) for h in hits) and any(h.metadata for h in hits)
+        assert hits == [_as_served(h) for h in index.search("dog on the beach", k=14)]
+        assert client.search("red ball", k=5, calibration="plain", modality="image") == [
+            _as_served(h) for h in plain.search("red ball", k=5, modality="image")
+        ]
+        batch = client.search_batch(["dog on the beach", {"like": "m1"}], k=4)
+        assert batch[0] == [_as_served(h) for h in index.search("dog on the beach", k=4)]
+        assert batch[1] == client.search(like="m1", k=4)
+        assert client.search_response("dog", k=2).calibration.method == "mean"
+        assert client.info().indexes["index"].views == {"calibrated": "mean", "plain": "none"}
+        assert client.document("m1").image == "m1.png"
+        with pytest.raises(ms.UsageError, match="list of queries"):
+            client.search_batch("a dog")  # type: ignore[arg-type]
+
+
+def test_batch_min_relevance(index_folder, tmp_path):
+    from mixsearch.calibration.relevance import POOLED, RelevanceMap
+
+    folder = tmp_path / "index"
+    shutil.copytree(index_folder, folder)
+    texts = ["dog on the beach", "red ball", "snow"]
+    with TestClient(create_app([folder])) as c:
+        refused = c.post("/api/search/batch", json={"queries": texts, "min_relevance": 0.5})
+        assert refused.status_code == 422 and "no relevance map" in refused.json()["detail"]
+        index = ms.open_index(folder)
+        cal = index.calibrator
+        cal.relevance_ = RelevanceMap("platt")  # relevance = sigmoid(30 * score): a cut at 0.5 keeps scores >= 0
+        cal.relevance_.params_ = {POOLED: {"a": np.array([30.0]), "b": np.array([0.0])}}
+        index.recalibrate(cal)
+        assert c.post("/reload").json() == {"indexes": {"index": "reloaded"}}
+        full = c.post("/api/search/batch", json={"queries": texts, "k": 14}).json()
+        cut = c.post("/api/search/batch", json={"queries": texts, "k": 14, "min_relevance": 0.5}).json()
+        assert cut["min_relevance"] == 0.5 and "min_relevance" not in full
+        for before, after, text in zip(full["results"], cut["results"], texts):
+            kept = [h for h in before["hits"] if h["relevance"] >= 0.5]
+            assert [h["id"] for h in after["hits"]] == [h["id"] for h in kept]
+            assert [h["rank"] for h in after["hits"]] == list(range(1, len(kept) + 1))
+            single = c.get("/api/search", params={"q": text, "k": 14, "min_relevance": 0.5}).json()
+            assert [h["id"] for h in after["hits"]] == [h["id"] for h in single["hits"]]  # batched: same cut
+        assert sum(len(r["hits"]) for r in cut["results"]) < sum(len(r["hits"]) for r in full["results"])
+        assert c.post("/api/search/batch", json={"queries": texts, "min_relevance": 3}).status_code == 422

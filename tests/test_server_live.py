@@ -51,16 +51,17 @@ def png(seed: int) -> bytes:
 
 def test_serves_what_the_python_api_answers(server, index_folder, tmp_path):
     client = Client(server.url)
-    assert client.health()["status"] == "ok"
+    assert client.health().status == "ok"
     answer = client.search("dog on the beach", k=5)
     local = ms.open_index(index_folder).search("dog on the beach", k=5)
-    assert [h["id"] for h in answer["hits"]] == [h.id for h in local]
-    assert [h["score"] for h in answer["hits"]] == pytest.approx([h.score for h in local], abs=1e-6)
+    assert [h.id for h in answer] == [h.id for h in local]
+    assert [h.score for h in answer] == pytest.approx([h.score for h in local], abs=1e-6)
     image = tmp_path / "q.png"
     image.write_bytes(png(1))
-    by_image = client.search(image=image, k=3, modality="text", calibration="plain")
-    assert by_image["query"]["kind"] == "image" and by_image["calibration"]["method"] == "none"
-    assert {h["modality"] for h in by_image["hits"]} == {"text"}
+    by_image = client.search_response(image=image, k=3, modality="text", calibration="plain")
+    assert by_image.query.kind == "image" and by_image.calibration.method == "none"
+    assert {h.modality for h in by_image.hits} == {"text"}
+    assert client.search(image=image, k=3, modality="text", calibration="plain") == by_image.to_hits()
     with pytest.raises(ms.UsageError, match="k"):
         client.search("dog", k=0)
     with pytest.raises(ms.UsageError, match="no index named"):
@@ -73,7 +74,9 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         "import sys\nfrom mixsearch.cli import app\n"
         "try:\n    app(sys.argv[1:], prog_name='mixsearch')\n"
         "except SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
-        "print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)\nsys.exit(code)\n"
+        "print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)\n"
+        "print('server loaded:', any(m in sys.modules for m in ('fastapi', 'uvicorn', 'starlette')), file=sys.stderr)\n"
+        "sys.exit(code)\n"
     )
     return subprocess.run(
         [sys.executable, "-c", code, *args],
@@ -90,6 +93,7 @@ def test_search_url_asks_the_server(server, index_folder, tmp_path):
     hits = [json.loads(line) for line in done.stdout.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3] and all("id" in h and "score" in h for h in hits)
     assert "torch loaded: False" in done.stderr  # no model here: that is why it answers in milliseconds
+    assert "server loaded: False" in done.stderr  # the response models are pydantic only
     image = tmp_path / "query.png"
     image.write_bytes(png(2))
     by_env = _cli("search", "index", str(image), "--modality", "text", env={"MIXSEARCH_URL": server.url})
@@ -113,12 +117,13 @@ def test_load_1000_queries_from_50_clients(server, index_folder):
     def ask(kind):
         what, value = kind
         if what == "text":
-            answer = client.search(value, k=10)
+            hits = client.search(value, k=10)
         elif what == "like":
-            answer = client.search(like=value, k=10)
+            hits = client.search(like=value, k=10)
         else:
-            answer = client._request("POST", "/api/search", *_multipart(value))
-        return [(h["id"], h["score"]) for h in answer["hits"]]
+            answer = client._request("POST", "/api/search", *_multipart(value))  # the raw JSON, as sent
+            return [(h["id"], h["score"]) for h in answer["hits"]]
+        return [(h.id, h.score) for h in hits]
 
     serial = [ask(kind) for kind in kinds]
     deadline = time.monotonic() + LOAD_DEADLINE_S
@@ -170,7 +175,7 @@ def test_token_and_ctrl_c(index_folder):
             time.sleep(0.05)
         with pytest.raises(ms.MixsearchError, match="401"):
             Client(live.url).health()
-        assert Client(live.url, token="t0ken-for-tests").health()["status"] == "ok"
+        assert Client(live.url, token="t0ken-for-tests").health().status == "ok"
         done = _cli("search", "index", "dog", "--url", live.url, env={"MIXSEARCH_TOKEN": "t0ken-for-tests"})
         assert done.returncode == 0 and len(done.stdout.splitlines()) == 10, done.stderr
         assert live.interrupt() == 0

@@ -1,11 +1,14 @@
-"""A client of a running ``mixsearch serve``, on the standard library alone (no torch, no model:
-a query answers in milliseconds).
+"""A client of a running ``mixsearch serve`` (no torch, no model: a query answers in milliseconds).
+Answers are parsed with the server's own response models (``mixsearch.server.schemas``, pydantic
+only), and hits come back as ``mixsearch.Hit``, as from ``index.search``.
 
     from mixsearch.client import Client
     client = Client("http://127.0.0.1:8000", token=None)
-    answer = client.search("a dog running on the beach", k=5)          # text
-    answer = client.search(image="photo.jpg", modality="text")           # image (uploaded)
-    answer["hits"][0]["id"], answer["calibration"]["method"]
+    hits = client.search("a dog running on the beach", k=5)              # -> list[Hit]
+    hits = client.search(image="photo.jpg", modality="text")               # image (uploaded)
+    per_query = client.search_batch(["a dog", "a cat"], k=3)               # -> list[list[Hit]]
+    answer = client.search_response("a dog")                               # the whole SearchResponse
+    hits[0].id, answer.calibration.method, answer.took_ms
 
 Errors come back as mixsearch's own: ``UsageError`` for a 422 or 404 (a bad parameter, an index
 or document this server does not have), ``InputError`` for a refused upload, ``MixsearchError``
@@ -22,9 +25,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from .errors import InputError, MixsearchError, UsageError
+from .server.schemas import BatchResponse, DocumentResponse, HealthResponse, InfoResponse, SearchResponse
+from .types import Hit
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Client:
@@ -49,42 +58,93 @@ class Client:
         like: str | None = None,
         where: str | None = None,
         min_relevance: float | None = None,
-    ) -> dict:
-        """One query: a text, an image file (uploaded), both, or ``like`` a document id; ``where``
-        is an SQL condition on the documents' metadata; ``min_relevance`` drops hits below that
-        estimated relevance (indexes with a relevance map)."""
+    ) -> list[Hit]:
+        """One query's hits: a text, an image file (uploaded), both, or ``like`` a document id;
+        ``where`` is an SQL condition on the documents' metadata; ``min_relevance`` drops hits below
+        that estimated relevance (indexes with a relevance map). Media come as file names."""
+        return self.search_response(
+            text,
+            image,
+            k=k,
+            modality=modality,
+            calibration=calibration,
+            index=index,
+            like=like,
+            where=where,
+            min_relevance=min_relevance,
+        ).to_hits()
+
+    def search_response(
+        self,
+        text: str | None = None,
+        image: str | Path | None = None,
+        *,
+        k: int = 10,
+        modality: str | None = None,
+        calibration: str = "calibrated",
+        index: str | None = None,
+        like: str | None = None,
+        where: str | None = None,
+        min_relevance: float | None = None,
+    ) -> SearchResponse:
+        """``search``'s whole answer: the hits with their media URLs, the query as understood, the
+        model, the calibration ranked under, the time taken."""
         fields: dict[str, object] = {"q": text, "k": k, "modality": modality, "calibration": calibration}
         fields.update(index=index, like=like, where=where, min_relevance=min_relevance)
         fields = {key: value for key, value in fields.items() if value is not None}
         if image is None:
-            return self._request("GET", "/api/search?" + urllib.parse.urlencode(fields))
+            answer = self._request("GET", "/api/search?" + urllib.parse.urlencode(fields))
+            return _parse(SearchResponse, answer)
         path = Path(image)
         try:
             data = path.read_bytes()
         except OSError as err:
             raise UsageError(f"{image}: cannot read the query image ({err.strerror or err})") from None
         body, content_type = _multipart(fields, "image", path.name, data)
-        return self._request("POST", "/api/search", body, content_type)
+        return _parse(SearchResponse, self._request("POST", "/api/search", body, content_type))
 
-    def search_batch(self, texts: list[str], *, k: int = 10, modality: str | None = None, **options: Any) -> dict:
-        """Many text queries at once."""
-        payload = {"queries": list(texts), "k": k, "modality": modality, **options}
-        return self._request("POST", "/api/search/batch", json.dumps(payload).encode(), "application/json")
+    def search_batch(
+        self,
+        queries: list[str | dict[str, str]],
+        *,
+        k: int = 10,
+        modality: str | None = None,
+        **options: Any,
+    ) -> list[list[Hit]]:
+        """Many queries at once (texts, or ``{"text": ..., "like": doc_id}``), one hit list per
+        query in the order asked; ``options``: ``calibration``, ``index``, ``where``, ``min_relevance``."""
+        return self.search_batch_response(queries, k=k, modality=modality, **options).to_hits()
 
-    def info(self) -> dict:
+    def search_batch_response(
+        self,
+        queries: list[str | dict[str, str]],
+        *,
+        k: int = 10,
+        modality: str | None = None,
+        **options: Any,
+    ) -> BatchResponse:
+        """``search_batch``'s whole answer (``BatchResponse``)."""
+        if isinstance(queries, str):  # a bare string is one query, never its characters
+            raise UsageError("search_batch takes a list of queries; for one text, use search(text)")
+        payload = {"queries": list(queries), "k": k, "modality": modality, **options}
+        answer = self._request("POST", "/api/search/batch", json.dumps(payload).encode(), "application/json")
+        return _parse(BatchResponse, answer)
+
+    def info(self) -> InfoResponse:
         """What the server serves: models, calibrations, documents per modality."""
-        return self._request("GET", "/info")
+        return _parse(InfoResponse, self._request("GET", "/info"))
 
-    def health(self) -> dict:
-        """Whether the server is up."""
-        return self._request("GET", "/health")
+    def health(self) -> HealthResponse:
+        """Whether the server is up (``status``: ok or degraded), and each index's state."""
+        return _parse(HealthResponse, self._request("GET", "/health"))
 
-    def document(self, doc_id: str, index: str | None = None) -> dict:
+    def document(self, doc_id: str, index: str | None = None) -> DocumentResponse:
         """A document by id."""
         query = "?" + urllib.parse.urlencode({"index": index}) if index else ""
-        return self._request("GET", f"/api/documents/{urllib.parse.quote(doc_id, safe='')}{query}")
+        answer = self._request("GET", f"/api/documents/{urllib.parse.quote(doc_id, safe='')}{query}")
+        return _parse(DocumentResponse, answer)
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> dict:
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
         request = urllib.request.Request(self.url + path, data=body, method=method)
         request.add_header("Accept", "application/json")
         if content_type:
@@ -101,6 +161,15 @@ class Client:
             raise MixsearchError(
                 f"no mixsearch server answers at {self.url} ({reason}); start one with 'mixsearch serve INDEX'"
             ) from None
+
+
+def _parse(model: type[M], answer: Any) -> M:
+    """An answer as its response model; one that does not fit (another server, another version)
+    is a ``MixsearchError`` naming what was wrong."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError as err:
+        raise MixsearchError(f"the server's answer is not a {model.__name__}: {err}") from None
 
 
 def _error(err: urllib.error.HTTPError) -> MixsearchError:

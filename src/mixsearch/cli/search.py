@@ -124,7 +124,7 @@ def _ask_server(url, token, index_dir, text, image, k, modality, calibration, wh
     """Ask a running server (milliseconds: the model is already warm there)."""
     from ..client import Client
 
-    answer = Client(url, token=token).search(
+    answer = Client(url, token=token).search_response(
         text,
         image,
         k=k,
@@ -134,7 +134,7 @@ def _ask_server(url, token, index_dir, text, image, k, modality, calibration, wh
         where=where,
         min_relevance=min_relevance,
     )
-    return answer["hits"]
+    return [hit.model_dump() for hit in answer.hits]  # as the server sent them (media URLs included)
 
 
 def _preview(hit, width: int = 80) -> str:

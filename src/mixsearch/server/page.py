@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from ..errors import MixsearchError, UsageError
 from . import media, queries
-from .state import NotFound, Registry, Served
+from .state import NotFound, Registry, Served, manifest_of
 from .uploads import thumbnail_data_uri
 
 #: How each document modality is shown: badge text and its long name.
@@ -87,14 +87,14 @@ class Page:
             view = "calibrated"
         k = params.get("k") or "10"
         counts = served.counts()
-        calibration = served.index.manifest.calibration.to_dict()
+        calibration = manifest_of(served.index)["calibration"]
         provenance = calibration.get("provenance") or {}
         return {
             "root": root,
             "indexes": list(registry.served),
             "index": served.name,
-            "model": _short(served.index.model.name),
-            "model_full": served.index.model.name,
+            "model": _short(served.model.get("name")),
+            "model_full": served.model.get("name"),
             "documents": len(served.index),
             "counts": [(BADGES[m][1], counts.get(m, 0)) for m in BADGES if counts.get(m)],
             "calibration": {
@@ -130,7 +130,7 @@ class Page:
         return out
 
     def _column(self, served: Served, view: str, hits: list, context: dict) -> dict:
-        calibration = served.view(view).manifest.calibration.to_dict()
+        calibration = manifest_of(served.view(view))["calibration"]
         if view == "plain":
             label, about = "Plain CLIP", "raw cosine similarity: no modality-gap correction"
         elif served.calibrated:

@@ -1,6 +1,9 @@
 """One query, as the API and the page both run it: validate, encode once (text, uploaded image,
 or a document's stored embedding for "more like this"), then rank under each view asked for
 through ``MixIndex.search_batch`` — the same search path as every other face of mixsearch.
+
+Every call the server makes into the engine's search and encoding API is in this module
+(``encode``, ``_rank``, ``warm_up``), so a change of that API is a change here only.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 from ..errors import UsageError
 from ..index import Filter
 from ..types import Hit
-from .state import Served
+from .state import Served, manifest_of
 
 #: The most hits one query may ask for, and the most queries one batch may hold.
 MAX_K = 1000
@@ -67,6 +70,31 @@ def check_k(k: int) -> int:
     return k
 
 
+def encode(served: Served, texts: list[str] | None = None, images: list[Any] | None = None) -> dict[str, np.ndarray]:
+    """Raw query embeddings through the index's model, one encoding at a time per model
+    (tokenizers are not thread-safe, and on few cores one at a time is also the fastest)."""
+    with served.encode_lock:
+        return served.index.embed_queries(texts, images)
+
+
+def _rank(index: Any, vectors: dict[str, np.ndarray], **options: Any) -> list[list[Hit]]:
+    """One hit list per query row of ``vectors`` (raw embeddings by part), calibrated and ranked
+    by ``index`` (a view of the served index)."""
+    return list(index.search_batch(embeddings=vectors, **options))
+
+
+def warm_up(served: Served) -> None:
+    """One query of each kind the model takes, so the first user query is as fast as the rest."""
+    from PIL import Image
+
+    modalities = set(served.model.get("modalities", ["text"]))
+    images = [Image.new("RGB", (64, 64), (128, 128, 128))] if "image" in modalities else None
+    texts = ["warm up"] if "text" in modalities else None
+    vectors = encode(served, texts, images)
+    for name in served.views():
+        _rank(served.view(name), vectors, k=1)
+
+
 def embeddings(served: Served, query: Query) -> dict[str, np.ndarray]:
     """Raw query embeddings: text and uploaded image through the model, ``like`` from the index."""
     text = query.text if query.text and query.text.strip() else None
@@ -80,7 +108,7 @@ def embeddings(served: Served, query: Query) -> dict[str, np.ndarray]:
             raise UsageError(f"document {query.like!r} has no image to pair with the query text")
         parts[part] = served.raw_row(part, query.like)
     if text is not None or query.image is not None:
-        parts.update(served.embed(None if text is None else [text], None if query.image is None else [query.image]))
+        parts.update(encode(served, None if text is None else [text], None if query.image is None else [query.image]))
     if not parts:
         raise UsageError("empty query: give a text, an image, or like=<document id>")
     return parts
@@ -105,16 +133,21 @@ def run(
     started = time.perf_counter()
     vectors = embeddings(served, query)
     hits = {
-        view: served.view(view).search_batch(
-            embeddings=vectors, k=k, modality=modality, where=where, min_relevance=min_relevance
-        )[0]
+        view: _rank(served.view(view), vectors, k=k, modality=modality, where=where, min_relevance=min_relevance)[0]
         for view in views
     }
     return hits, (time.perf_counter() - started) * 1000
 
 
 def run_batch(
-    served: Served, queries: list[Query], *, k: int, modality: list[str] | None, view: str, where: str | None = None
+    served: Served,
+    queries: list[Query],
+    *,
+    k: int,
+    modality: list[str] | None,
+    view: str,
+    where: str | None = None,
+    min_relevance: float | None = None,
 ) -> tuple[list[list[Hit]], float]:
     """Hits of many queries under one view: texts encoded together, each kind of query searched
     as one batch, answers in the order asked."""
@@ -123,6 +156,8 @@ def run_batch(
         raise UsageError(f"a batch holds 1 to {MAX_BATCH} queries, got {len(queries)}")
     index = served.view(view)
     index.filter(modality, where)  # a bad filter fails before the model runs
+    index.check_min_relevance(min_relevance)  # so does a cut without a relevance map
+    options = dict(k=k, modality=modality, where=where, min_relevance=min_relevance)
     started = time.perf_counter()
     out: list[list[Hit]] = [[] for _ in queries]
     plain_texts = [i for i, q in enumerate(queries) if q.like is None and q.image is None]
@@ -131,19 +166,19 @@ def run_batch(
         for i, t in zip(plain_texts, texts):
             if not t.strip():
                 raise UsageError(f"query {i}: empty query: give a text or like=<document id>")
-        found = index.search_batch(embeddings=served.embed(texts), k=k, modality=modality, where=where)
+        found = _rank(index, encode(served, texts), **options)
         for i, hits in zip(plain_texts, found):
             out[i] = hits
     done = set(plain_texts)
     for i, q in enumerate(queries):
         if i not in done:
-            out[i] = index.search_batch(embeddings=embeddings(served, q), k=k, modality=modality, where=where)[0]
+            out[i] = _rank(index, embeddings(served, q), **options)[0]
     return out, (time.perf_counter() - started) * 1000
 
 
 def calibration_info(served: Served, view: str) -> dict:
     """What a client needs to know about the ranking it got: the view, the calibration and its provenance."""
-    record = served.view(view).manifest.calibration.to_dict()
+    record = manifest_of(served.view(view))["calibration"]
     keep = ("method", "alpha", "source", "counts", "fitted_for", "provenance", "notes")
     return {"view": view, **{key: record[key] for key in keep if key in record}}
 

@@ -78,6 +78,11 @@ class Served:
         self.media_roots = _media_roots(self.index)
 
     @property
+    def model(self) -> dict:
+        """The model the index was built with (name, fingerprint, dim, modalities)."""
+        return manifest_of(self.index)["model"]
+
+    @property
     def calibrated(self) -> bool:
         """Whether the index as stored is calibrated (otherwise both views are plain CLIP)."""
         return self.plain is not None
@@ -114,16 +119,15 @@ class Served:
             self._raw = self.index.raw()
         return np.asarray(self._raw[modality][self.rows[doc_id]], dtype=np.float32)[None, :]
 
-    def embed(self, texts: Sequence[str] | None = None, images: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
-        """Raw query embeddings through the index's model, one encoding at a time per model
-        (tokenizers are not thread-safe, and on few cores one at a time is also the fastest)."""
-        with self.encode_lock:
-            return self.index.embed_queries(texts, images)
-
     def counts(self) -> dict:
         """Documents per modality, as the manifest records them."""
-        documents = self.index.manifest.documents
-        return {} if documents is None else documents.to_dict()
+        return dict(manifest_of(self.index).get("documents", {}))
+
+
+def manifest_of(index: MixIndex) -> dict:
+    """An index's manifest as a plain dict: the one place server code reads the manifest (model,
+    calibration record, generation, counts), as JSON answers carry it."""
+    return index.manifest.to_dict()
 
 
 def _media_roots(index: MixIndex) -> frozenset[Path]:
@@ -202,10 +206,13 @@ class Registry:
             if not index.is_stale():
                 break
         encoder, lock = self._encoder_entry(index)
-        plain = None if index.manifest.calibration.method == "none" else index.with_calibration("none")
+        method = manifest_of(index)["calibration"].get("method")
+        plain = None if method == "none" else index.with_calibration("none")
         served = Served(name, folder, index, plain, lock)
         if self.warm:
-            _warm_up(served)
+            from .queries import warm_up  # queries needs Served: imported when first used
+
+            warm_up(served)
         log.info("serving %s as %r: %d documents", folder, name, len(index))
         return served
 
@@ -220,7 +227,8 @@ class Registry:
         return self._open(folder, device=self.device)
 
     def _encoder_entry(self, index: MixIndex) -> tuple[Encoder, threading.Lock]:
-        key = (index.model.name, index.model.fingerprint)
+        model = manifest_of(index)["model"]
+        key = (model["name"], model["fingerprint"])
         if key not in self._encoders:
             self._encoders[key] = (index.encoder, threading.Lock())  # loads the model once, here
         return self._encoders[key]
@@ -272,15 +280,3 @@ class Registry:
         if self._watcher is not None:
             self._watcher.join(timeout=5)
             self._watcher = None
-
-
-def _warm_up(served: Served) -> None:
-    """One query of each kind the model takes, so the first user query is as fast as the rest."""
-    from PIL import Image
-
-    modalities = set(served.index.model.modalities or ["text"])
-    images = [Image.new("RGB", (64, 64), (128, 128, 128))] if "image" in modalities else None
-    texts = ["warm up"] if "text" in modalities else None
-    embeddings = served.embed(texts, images)
-    for name in served.views():
-        served.view(name).search_batch(embeddings=embeddings, k=1)
