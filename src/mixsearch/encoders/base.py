@@ -20,6 +20,7 @@ from ..config import MODELS_DIR
 from ..errors import ModelError, UsageError
 from ..ingest.media import load_media
 from ..progress import progress_bar
+from ..registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,19 @@ def pick_device(device: str | None) -> str:
 #: A backend: a class, and a test of whether it serves a model source (a local folder or hub id);
 #: None for the fallback, which takes whatever no other backend accepts.
 Backend = tuple[type[Encoder], Callable[[str, Path | None], bool] | None]
-#: Registered backends by name.
-ENCODERS: dict[str, Backend] = {}
+#: Backends by name, tried in this order (the fallback last). The built-in ones are
+#: ``"module:attribute"`` paths imported on first use (this module imports no backend);
+#: ``register_encoder`` adds others.
+ENCODERS: Registry[Backend] = Registry(
+    {
+        "sentence-transformers": (
+            "mixsearch.encoders.sentence_transformers:SentenceTransformerEncoder",
+            "mixsearch.encoders.sentence_transformers:accepts",
+        ),
+        # the fallback: any model no other backend claims
+        "transformers": ("mixsearch.encoders.transformers:TransformersEncoder", None),
+    }
+)
 
 
 def register_encoder(
@@ -206,8 +218,6 @@ def load_encoder(
     ``encoders.transformers.RUNTIMES``); other backends run their own way. ``video_frames``:
     frames sampled per video by models that encode video (default 8; X-CLIP takes its own).
     """
-    from . import sentence_transformers, transformers  # noqa: F401 - registers the backends
-
     source = resolve_model(str(name))
     folder: Path | None = Path(source).expanduser()
     if folder is not None and folder.exists():

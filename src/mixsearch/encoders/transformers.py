@@ -32,7 +32,7 @@ from ..errors import MissingDependencyError, ModelError, UsageError
 from ..ingest.audio import Audio
 from ..ingest.media import load_media
 from ..ingest.video import DEFAULT_FRAMES, Video, load_video
-from .base import Encoder, pick_device, register_encoder
+from .base import Encoder, pick_device
 from .fingerprint import count_truncated, fingerprint_weights, local_folder
 from .onnx import OnnxTowers, export_folder, load_or_export
 
@@ -55,7 +55,6 @@ AUDIO_CROP_SEED = 0
 _NUMPY_RNG = threading.Lock()
 
 
-@register_encoder("transformers")  # the fallback: any model no other backend claims
 class TransformersEncoder(Encoder):
     """A transformers model with a text tower and image, audio and/or video towers."""
 
