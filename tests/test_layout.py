@@ -39,6 +39,9 @@ FORBIDDEN = {
     "audit": {"bench", "cli", "demo", "server", "training"},
     "audit/stats.py": {"encoders", "embedding", "calibration", "index", "engine", "ingest", "bench", "cli", "eval"},
 }
+# plain numpy modules every stage may import (the calibration maths included): they import nothing of
+# mixsearch and no library but numpy
+LEAVES = ("vectors.py", "_version.py")
 # the only libraries the calibration maths may use
 CORE_THIRD_PARTY = {"numpy", "typing", "collections", "__future__"}
 
@@ -84,6 +87,12 @@ def test_stage_imports_only_what_it_may(stage):
 def test_calibration_maths_is_plain_numpy():
     _, others = mixsearch_imports(PACKAGE / "calibration" / "core.py")
     assert others <= CORE_THIRD_PARTY, others
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaf_modules_import_nothing_of_ours(leaf):
+    ours, others = mixsearch_imports(PACKAGE / leaf)
+    assert not ours and others <= CORE_THIRD_PARTY | {"importlib"}, (ours, others)
 
 
 def test_nothing_but_the_entry_points_imports_the_cli():
@@ -269,7 +278,8 @@ def test_registries_import_their_entries_on_first_use():
         "import sys\n"
         "from mixsearch.encoders.base import ENCODERS\n"
         "from mixsearch.index.base import INDEX_KINDS, index_kind\n"
-        "lazy = ['mixsearch.encoders.transformers', 'mixsearch.encoders.sentence_transformers', 'mixsearch.index.milvus']\n"
+        "lazy = ['mixsearch.encoders.transformers', 'mixsearch.encoders.sentence_transformers',\n"
+        "        'mixsearch.index.milvus']\n"
         "assert list(INDEX_KINDS) == ['exact', 'hnsw', 'milvus'], list(INDEX_KINDS)\n"
         "assert list(ENCODERS) == ['sentence-transformers', 'transformers'], list(ENCODERS)\n"
         "assert not [m for m in lazy if m in sys.modules], [m for m in lazy if m in sys.modules]\n"

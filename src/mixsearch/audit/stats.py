@@ -13,14 +13,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..vectors import normalize
+
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """``x`` as float64 rows of length 1 (all-zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of embeddings, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+    return normalize(x, np.float64)
 
 
 def centroid(x: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from ..errors import ModelError, UsageError
 from ..ingest.media import load_media
 from ..progress import progress_bar
 from ..registry import Registry
+from ..vectors import normalize
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Encoder(ABC):
                 if modality != "text":
                     batch = [self.load(modality, x) for x in batch]
                 vectors, truncated = self._encode_batch(batch, modality)
-                out.append(l2_normalise(vectors))
+                out.append(normalize(vectors))
                 flags.extend(truncated)
                 bar.update(len(batch))
         if not out:
@@ -121,11 +122,8 @@ class Encoder(ABC):
         return f"{type(self).__name__}({self.name!r}, dim={self.dim}, fingerprint={self.fingerprint})"
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """L2-normalise rows; all-zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+#: The old name of ``mixsearch.vectors.normalize`` (tests and user code import it from here).
+l2_normalise = normalize
 
 
 def set_threads(threads: int | None) -> None:
