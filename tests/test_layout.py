@@ -311,3 +311,45 @@ def test_user_classes_still_register(monkeypatch):
 
     assert ENCODERS["mine"] == (Mine, mine) and list(ENCODERS)[-1] == "mine"
     assert index_kind("kept") is Kept and INDEX_KINDS["exact"] is ExactIndex
+
+
+# -- one error family ------------------------------------------------------------------------------
+
+#: Builtin exceptions mixsearch raises only through its own family (``mixsearch.errors``: each class
+#: there also subclasses the builtin, so callers catching ``ValueError`` or ``KeyError`` still do).
+BARE = {"ValueError", "KeyError", "RuntimeError", "TypeError", "Exception"}
+#: Files other engineers of issue 17 rewrite at the same time ("core", "calib", "server"); their bare
+#: raises move into the family with that work. Tighten to empty at merge.
+BARE_ALLOWED_UNTIL_MERGE = ("engine/store.py", "engine/build.py", "engine/update.py", "engine/mixindex.py")
+BARE_ALLOWED_PACKAGES_UNTIL_MERGE = ("calibration", "server")
+
+
+def bare_raises(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id in BARE:
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: raise {exc.id}")
+    return found
+
+
+def test_errors_come_from_the_family():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if name in BARE_ALLOWED_UNTIL_MERGE or name.split("/")[0] in BARE_ALLOWED_PACKAGES_UNTIL_MERGE:
+            continue
+        found += bare_raises(path)
+    assert not found, "raise an error of mixsearch.errors instead:\n" + "\n".join(found)
+
+
+def test_the_library_errors_carry_no_exit_code():
+    """Exit codes are the command line's business (cli._app.exit_code), not the library's."""
+    import mixsearch.errors as errors
+    from mixsearch.cli._app import exit_code
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.MixsearchError)]
+    assert classes and not [c for c in classes if hasattr(c, "exit_code")]
+    assert exit_code(errors.UsageError("k")) == 2 and exit_code(errors.InputError("x")) == 1
+    assert exit_code(errors.BenchError("x")) == 1 and exit_code(errors.FieldError("year")) == 1

@@ -16,6 +16,7 @@ from .engine import BuildReport, MixIndex, SearchResults, build_index, open_inde
 from .errors import (
     BenchError,
     CalibrationError,
+    FieldError,
     InputError,
     MissingDependencyError,
     MixsearchError,
@@ -35,6 +36,7 @@ __all__ = [
     "Document",
     "Encoder",
     "ExactIndex",
+    "FieldError",
     "Filter",
     "Hit",
     "InputError",
