@@ -331,3 +331,47 @@ def test_cli_audit(tiny_clip, corpus, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "not a mixsearch index" in result.output + (result.stderr or "")
     result = runner.invoke(app, ["audit", "idx", "--html", "page.png"])
     assert result.exit_code == 2
+
+
+def test_page_escapes_document_texts(monkeypatch):
+    """The page comes from an autoescaped template: a document's text, id or the index path with
+    markup is shown as text; the page's own markup stays."""
+    from types import SimpleNamespace
+
+    from mixsearch.audit import page
+
+    pytest.importorskip("matplotlib", reason="the audit page needs matplotlib")
+    for plot in ("_projection", "_histograms", "_shares"):
+        monkeypatch.setattr(page, plot, lambda report: "UE5H")  # the plots are not what is checked here
+    xss = "<script>window.pwned = 1</script> a dog"
+    side = {
+        "centroids": {"text-image": {"distance": 0.8, "cosine": 0.1}},
+        "across": {"text-image": 0.2},
+        "within": {"text": 0.5},
+        "matched": {},
+    }
+    report = SimpleNamespace(
+        index="<script>idx</script>",
+        verdict="biased",
+        notes=[],
+        model={"name": "tiny", "fingerprint": "f"},
+        corpus={"counts": {"text": 1, "image": 1}, "modalities": ["text", "image"]},
+        calibration={"index": {"method": "mean", "alpha": 0.5}, "compared": "corpus"},
+        settings={"k": 5},
+        probes={
+            "n": 1,
+            "k": 5,
+            "source": "document texts",
+            "shares": {n: {"text": 0.5, "image": 0.5} for n in ("corpus", "plain", "calibrated")},
+            "tv": {"corpus": 0.0, "plain": 0.0, "calibrated": 0.0},
+            "own_modality_ratio": {"plain": 1.0, "calibrated": 1.0},
+            "examples": [
+                {"probe": xss, "own": "<b>", "plain": [{"id": "<b>", "modality": "multimodal"}], "calibrated": []}
+            ],
+        },
+        gap={"raw": side, "calibrated": side},
+    )
+    html = page.render(report)
+    assert "<script>" not in html and html.count("&lt;script&gt;") == 3 and "&lt;b&gt;:IT" in html
+    assert '<p class="verdict" id="verdict"><strong>Verdict:</strong> biased</p>' in html
+    assert html.count("data:image/png;base64,UE5H") == 3 and '<table class="examples">' in html

@@ -443,3 +443,21 @@ def test_sweeps_search_views_and_never_rewrite_an_index(tiny_clip, captions, tmp
     B.bench(captions, [str(tiny_clip)], tmp_path / "out", config=cfg(settings=(1, 2)))
     # setting 1: one corpus per p (3), setting 2: one corpus; 4 variants x 3 p + 2 x 3 alpha searched as views
     assert len(commits) == len(GRID) + 1
+
+
+def test_case_study_escapes_document_texts():
+    """cases.html comes from an autoescaped template: markup in a document's text, an id or a
+    query is shown as text; the page's own markup (relevant frames, badges) stays."""
+    from mixsearch.bench.report import case_study_html
+
+    xss = "<script>window.pwned = 1</script>"
+    hit = {"id": "<i>d1</i>", "rank": 1, "modality": "text", "score": 0.25, "relevance": 1, "text": xss + " a dog"}
+    query = {"id": "q1", "text": xss, "relevant": ["<i>d1</i>"], "plain": [hit], "calibrated": []}
+    result = {
+        "config": {"command": "mixsearch bench <x>"},
+        "runs": [{"models": {}, "cases": [{"dataset": "d", "model": "m", "label": "l", "queries": [query]}]}],
+    }
+    html = case_study_html(result)
+    assert "<script>" not in html and html.count("&lt;script&gt;") == 2 and "<i>" not in html
+    assert '<div class="hit rel">' in html and "score +0.2500" in html and "relevant (1)" in html
+    assert "<p>no results</p>" in html and "mixsearch bench &lt;x&gt;" in html

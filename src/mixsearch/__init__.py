@@ -10,19 +10,14 @@ The flow is ingest -> encoders/embedding -> calibration -> index -> engine -> ev
 package each, data flowing one way.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("mixsearch")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
-from .calibration import Calibrator, fit_calibration, load_calibration, save_calibration  # noqa: E402
-from .encoders import Encoder, load_encoder  # noqa: E402
-from .engine import BuildReport, MixIndex, SearchResults, build_index, open_index  # noqa: E402
-from .errors import (  # noqa: E402
+from ._version import __version__
+from .calibration import Calibrator, fit_calibration, load_calibration, save_calibration
+from .encoders import Encoder, load_encoder
+from .engine import BuildReport, MixIndex, SearchResults, build_index, open_index
+from .errors import (
     BenchError,
     CalibrationError,
+    FieldError,
     InputError,
     MissingDependencyError,
     MixsearchError,
@@ -30,9 +25,9 @@ from .errors import (  # noqa: E402
     UsageError,
     VectorIndexError,
 )
-from .index import ExactIndex, Filter, VectorIndex  # noqa: E402
-from .ingest import read_corpus  # noqa: E402
-from .types import Document, Hit, Problem, Query  # noqa: E402
+from .index import ExactIndex, Filter, VectorIndex
+from .ingest import read_corpus
+from .types import Document, Hit, Problem, Query
 
 __all__ = [
     "BenchError",
@@ -42,6 +37,7 @@ __all__ = [
     "Document",
     "Encoder",
     "ExactIndex",
+    "FieldError",
     "Filter",
     "Hit",
     "InputError",

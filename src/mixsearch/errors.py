@@ -1,10 +1,8 @@
 """One error family: everything mixsearch raises on purpose is a ``MixsearchError``.
 
-Each class says what went wrong in words a user can act on, and carries the exit code the command
-line maps it to (``cli`` does that in one place): 2 for a usage error (an option or argument with
-an impossible value), 1 for a run that failed (bad input, a model that will not load, a
-calibration that does not fit, an unreadable index). Errors are also ``ValueError``/``RuntimeError``
-/``ImportError`` where that is what Python code would expect to catch.
+Each class says what went wrong in words a user can act on; the command line maps them to exit
+codes in one place (``cli._app``). Errors are also ``ValueError``/``RuntimeError``/``ImportError``
+/``KeyError`` where that is what Python code would expect to catch.
 """
 
 from __future__ import annotations
@@ -16,13 +14,9 @@ from types import ModuleType
 class MixsearchError(Exception):
     """Base class of every error mixsearch raises on purpose."""
 
-    exit_code = 1
-
 
 class UsageError(MixsearchError, ValueError):
     """An argument or option with an impossible value (``k=0``, ``alpha=1.5``, an unknown modality)."""
-
-    exit_code = 2
 
 
 class InputError(MixsearchError, ValueError):
@@ -43,6 +37,10 @@ class CalibrationError(MixsearchError, ValueError):
 
 class VectorIndexError(MixsearchError, ValueError):
     """An index folder that is missing or unreadable, or vectors and queries that do not fit it."""
+
+
+class FieldError(MixsearchError, KeyError):
+    """A document field that is not there (raised where a mapping of fields is read by name)."""
 
 
 class BenchError(InputError):

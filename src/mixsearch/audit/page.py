@@ -1,15 +1,16 @@
 """The audit's HTML page: one self-contained file (plots as base64 PNG drawn by matplotlib, no
-script, no network), every user-supplied text (document ids, probe texts, paths) escaped."""
+script, no network) from ``templates/audit.html.j2``, which Jinja2 autoescapes, so every
+user-supplied text (document ids, probe texts, paths) is shown, never run."""
 
 from __future__ import annotations
 
 import base64
 import io
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import templates
 from ..errors import require
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ VIEW_TITLES = {"raw": "plain (raw embeddings)", "calibrated": "calibrated"}
 
 
 def render(report: AuditReport) -> str:
-    """The page for a report."""
+    """The page for a report (``templates/audit.html.j2``)."""
     require("matplotlib", "audit", "the audit page's plots")
     import matplotlib
 
@@ -37,46 +38,21 @@ def render(report: AuditReport) -> str:
     ]
     if report.probes.get("n"):
         figures.append(("shares", f"Share of each document modality in the top-{report.probes['k']}", _shares(report)))
-    body = [
-        f"<h1>Modality-bias audit of {escape(report.index)}</h1>",
-        f'<p class="verdict" id="verdict"><strong>Verdict:</strong> {escape(report.verdict)}</p>',
-        _facts(report),
-    ]
-    body += [f'<p class="note">{escape(n)}</p>' for n in report.notes]
-    body.append(_numbers(report))
-    for key, title, png in figures:
-        body.append(
-            f'<figure id="fig-{key}"><img src="data:image/png;base64,{png}" alt="{escape(title)}">'
-            f"<figcaption>{escape(title)}</figcaption></figure>"
-        )
-    body.append(_explain(report))
-    if report.probes.get("examples"):
-        body.append(_examples(report))
-    return PAGE.format(title=escape(f"mixsearch audit: {report.index}"), body="\n".join(body))
+    return templates.render(
+        "audit.html.j2",
+        index=report.index,
+        verdict=report.verdict,
+        facts=_facts(report),
+        notes=report.notes,
+        gap=_gap(report),
+        k=report.probes.get("k"),
+        shares=_shares_table(report),
+        figures=[{"key": key, "title": title, "png": png} for key, title, png in figures],
+        examples=_examples(report),
+    )
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
-.verdict {{ font-size: 1.25em; padding: .6em .9em; background: #fff4d6; border-left: 6px solid #e0a800; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; }}
-table.facts td {{ text-align: left; }}
-table.examples td {{ text-align: left; vertical-align: top; font-size: .85em; max-width: 22em; }}
-.note {{ color: #555; }} code {{ background: #f3f3f3; padding: 0 .2em; }}
-</style></head>
-<body>
-{body}
-</body></html>
-"""
-
-
-def _facts(report: AuditReport) -> str:
+def _facts(report: AuditReport) -> list[tuple[str, str]]:
     cal = report.calibration
     rows = [
         ("model", f"{report.model.get('name')} (fingerprint {report.model.get('fingerprint')})"),
@@ -87,7 +63,7 @@ def _facts(report: AuditReport) -> str:
     ]
     if report.probes.get("n"):
         rows.append(("probes", f"{report.probes['n']} {report.probes['source']}"))
-    return _table(["", ""], rows, header=False, css="facts")
+    return rows
 
 
 def _fmt(x: Any) -> str:
@@ -98,7 +74,7 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def _numbers(report: AuditReport) -> str:
+def _gap(report: AuditReport) -> list[tuple[str, ...]]:
     gap = report.gap
     rows: list[tuple[str, ...]] = []
     for pair in gap["raw"]["centroids"]:
@@ -116,64 +92,31 @@ def _numbers(report: AuditReport) -> str:
                     *(_fmt(gap[v]["matched"][pair][key]) for v in ("raw", "calibrated")),
                 )
             )
-    html = "<h2>The gap</h2>" + _table(["", "plain", "calibrated"], rows)
+    return rows
+
+
+def _shares_table(report: AuditReport) -> dict | None:
     p = report.probes
-    if p.get("n"):
-        mods = report.corpus["modalities"]
-        share_rows = [
-            (
-                name,
-                *(f"{p['shares'][name][m]:.1%}" for m in mods),
-                _fmt(p["tv"][name]),
-                _fmt(p["own_modality_ratio"].get(name)) if name != "corpus" else "1.000",
-            )
-            for name in ("corpus", "plain", "calibrated")
-        ]
-        html += f"<h2>Top-{p['k']} modality shares</h2>" + _table(
-            ["", *mods, "TV distance to corpus", "text share ÷ corpus text share"], share_rows
+    if not p.get("n"):
+        return None
+    mods = report.corpus["modalities"]
+    rows = [
+        (
+            name,
+            *(f"{p['shares'][name][m]:.1%}" for m in mods),
+            _fmt(p["tv"][name]),
+            _fmt(p["own_modality_ratio"].get(name)) if name != "corpus" else "1.000",
         )
-    return html
+        for name in ("corpus", "plain", "calibrated")
+    ]
+    return {"columns": ["", *mods, "TV distance to corpus", "text share ÷ corpus text share"], "rows": rows}
 
 
-def _table(columns: list[str], rows: list[tuple[Any, ...]], *, header: bool = True, css: str = "") -> str:
-    head = "<tr>" + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr>" if header else ""
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{css}">{head}{body}</table>' if css else f"<table>{head}{body}</table>"
-
-
-def _explain(report: AuditReport) -> str:
-    return (
-        "<h2>How to read it</h2><ul>"
-        "<li><b>Centroid distance</b>: between the mean embeddings of two modalities' document parts "
-        "(normalised embeddings; 0 = same centre; Liang et al. 2022 report 0.82 for CLIP ViT-B/32). "
-        "Calibration subtracts each "
-        "modality's mean, so it should fall near 0 on the calibrated side.</li>"
-        "<li><b>Within / across</b>: mean cosine over all pairs of distinct parts of one modality, and over "
-        "all pairs of parts of two modalities. A gap shows as within much higher than across.</li>"
-        "<li><b>Matched / unmatched</b>: a multimodal document's text and its own image vs another "
-        "document's image. The difference is what the model knows; the gap shifts both alike.</li>"
-        "<li><b>Top-k shares</b>: which document modalities the probes' top-k hold, pooled over probes, "
-        "against the corpus's own shares. TV distance = half the sum of absolute share differences. "
-        "Text probes over-favouring text documents (ratio above 1) is same-modality bias.</li>"
-        "<li><b>Projection</b>: PCA (numpy SVD) of the sampled document parts, fitted separately on each "
-        "side; the paper's Figure 1c for this corpus.</li></ul>"
-    )
-
-
-def _examples(report: AuditReport) -> str:
-    rows = []
-    for ex in report.probes["examples"]:
-        rows.append(
-            (
-                ex["probe"],
-                ex["own"] or "",
-                _hits(ex["plain"]),
-                _hits(ex["calibrated"]),
-            )
-        )
-    return "<h2>Some probes and their hits</h2><p>T text, I image, IT image+text, A audio, V video.</p>" + _table(
-        ["probe", "own document (dropped)", "plain top-k", "calibrated top-k"], rows, css="examples"
-    )
+def _examples(report: AuditReport) -> list[tuple[str, ...]]:
+    return [
+        (ex["probe"], ex["own"] or "", _hits(ex["plain"]), _hits(ex["calibrated"]))
+        for ex in report.probes.get("examples") or []
+    ]
 
 
 SHORT: dict[str, str] = {"text": "T", "image": "I", "multimodal": "IT", "audio": "A", "video": "V"}

@@ -13,14 +13,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import UsageError
+from ..vectors import normalize
+
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """``x`` as float64 rows of length 1 (all-zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"expected a 2-D array of embeddings, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+        raise UsageError(f"expected a 2-D array of embeddings, got shape {x.shape}")
+    return normalize(x, np.float64)
 
 
 def centroid(x: np.ndarray) -> np.ndarray:
@@ -64,7 +66,7 @@ def matched_cosines(a: np.ndarray, b: np.ndarray) -> dict[str, float | None]:
     other document's part), and their difference."""
     a, b = unit_rows(a), unit_rows(b)
     if a.shape != b.shape:
-        raise ValueError(f"paired parts must have the same shape, got {a.shape} and {b.shape}")
+        raise UsageError(f"paired parts must have the same shape, got {a.shape} and {b.shape}")
     n = len(a)
     if n == 0:
         return {"matched": None, "unmatched": None, "difference": None}

@@ -21,8 +21,9 @@ from .datasets import (
     mixed_corpus,
 )
 from .plan import CalibrationPlan, calibration_items, plan_calibration
+from .relevance import fit_relevance
 from .runner import bench, environment, run_benchmark
-from .thresholds import fit_relevance, fit_relevance_map, relevance_pairs, threshold_study
+from .thresholds import fit_relevance_map, relevance_pairs, threshold_study
 
 __all__ = [
     "DEFAULT_GRID",

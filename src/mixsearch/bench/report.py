@@ -14,12 +14,12 @@ Files written into the output folder:
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import templates
 from ..errors import require
 from . import thresholds
 
@@ -281,60 +281,13 @@ def thumbnail(path: str | Path | None, size: int = 112) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222} h1{font-size:1.4em} h2{font-size:1.2em;margin-top:2em}
-.q{border-top:2px solid #999;margin-top:1.5em;padding-top:.5em} .cols{display:flex;gap:1.5em}
-.col{flex:1;min-width:0} .hit{display:flex;gap:.6em;border:2px solid #ddd;border-radius:6px;padding:.4em;margin:.3em 0}
-.hit.rel{border-color:#2a9d3a;background:#effaf0} .meta{font-size:.85em;color:#555} .txt{font-size:.85em}
-.badge{display:inline-block;padding:0 .4em;border-radius:4px;background:#eee;font-size:.8em}
-.rel .badge.r{background:#2a9d3a;color:#fff} img{border-radius:4px}
-"""
-
-
-def _hit_html(hit: dict) -> str:
-    cls = "hit rel" if hit["relevance"] > 0 else "hit"
-    thumb = thumbnail(hit.get("image"))
-    img = f'<img src="{thumb}" alt="{html.escape(hit["id"])}">' if thumb else ""
-    text = f'<div class="txt">{html.escape(hit["text"][:300])}</div>' if hit.get("text") else ""
-    mark = f'<span class="badge r">relevant ({hit["relevance"]})</span>' if hit["relevance"] > 0 else ""
-    return (
-        f'<div class="{cls}">{img}<div><div class="meta">#{hit["rank"]} <b>{html.escape(hit["id"])}</b> '
-        f'<span class="badge">{html.escape(str(hit["modality"]))}</span> '
-        f"score {hit['score']:+.4f} {mark}</div>{text}</div></div>"
-    )
-
-
 def case_study_html(result: dict) -> str:
-    """``cases.html``: plain vs calibrated top-5 for the case-study queries, one file."""
-    cfg = result.get("config", {})
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>mixsearch case study</title>"
-        f"<style>{CSS}</style></head><body>",
-        "<h1>Case study: top-5 of plain vs GR-calibrated ranking</h1>",
-        f"<p class='meta'>command: <code>{html.escape(str(cfg.get('command', '')))}</code>. Relevant results are "
-        "framed in green. Scores are cosine similarities after the variant's calibration.</p>",
+    """``cases.html``: plain vs calibrated top-5 for the case-study queries, one file
+    (``templates/cases.html.j2``; Jinja2 escapes every id, text and path)."""
+    cases = [
+        {**case, "calibration": run["models"].get(case["model"], {}).get("calibration", {}).get("source")}
+        for run in result["runs"]
+        for case in run.get("cases", [])
     ]
-    for run in result["runs"]:
-        for case in run.get("cases", []):
-            cal = run["models"].get(case["model"], {}).get("calibration", {})
-            parts.append(
-                f"<h2>{html.escape(case['dataset'])} — {html.escape(case['model'])} — {html.escape(case['label'])}</h2>"
-            )
-            parts.append(f"<p class='meta'>calibration: {html.escape(str(cal.get('source')))}</p>")
-            for q in case["queries"]:
-                thumb = thumbnail(q.get("image"))
-                qimg = f'<img src="{thumb}" alt="query image">' if thumb else ""
-                rel = ", ".join(html.escape(d) for d in q["relevant"])
-                parts.append(
-                    f"<div class='q'><div><b>query {html.escape(q['id'])}</b>: "
-                    f"{html.escape(q.get('text') or '')} {qimg}</div>"
-                    f"<div class='meta'>relevant: {rel}</div><div class='cols'>"
-                )
-                for variant in ("plain", "calibrated"):
-                    hits = "".join(_hit_html(h) for h in q[variant]) or "<p>no results</p>"
-                    parts.append(f"<div class='col'><h3>{variant}</h3>{hits}</div>")
-                parts.append("</div></div>")
-    if not any(run.get("cases") for run in result["runs"]):
-        parts.append("<p>No case study in this run.</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    command = result.get("config", {}).get("command", "")
+    return templates.render("cases.html.j2", command=str(command), cases=cases, thumbnail=thumbnail)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..calibration import Calibrator, save_calibration
 from ..embedding import embed, open_cache
 from ..encoders import Encoder, load_encoder

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import CalibrationError, UsageError
 from ..types import DOCUMENT_MODALITIES, MEDIA, ROLES
+from ..vectors import normalize
 
 if TYPE_CHECKING:
     from .relevance import RelevanceMap
@@ -52,13 +53,6 @@ EPS = 1e-6
 SCORE_SAMPLE = 1024
 #: The reciprocal-rank constant of Cormack et al. (2009).
 RRF_K = 60
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    """L2-normalise rows; all-zero rows stay zero instead of becoming NaN."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
 
 
 class RunningMean:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from ..errors import MixsearchError
+from ..errors import MixsearchError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -45,8 +45,6 @@ VideoFrames = Annotated[
 def parse_index_options(pairs: list[str]) -> dict[str, object]:
     """``["M=32", "metric=ip"]`` -> ``{"M": 32, "metric": "ip"}`` (numbers become numbers); the
     index kind checks the names and values."""
-    from ..errors import UsageError
-
     options: dict[str, object] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -104,15 +102,22 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
                 return fn(*args, **kwargs)
         except MixsearchError as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(err.exit_code) from None
+            raise typer.Exit(exit_code(err)) from None
 
     return app.command()(run)
 
 
+#: The exit code of each error class, the first that matches; any other ``MixsearchError`` is 1.
+EXIT_CODES: dict[type[MixsearchError], int] = {UsageError: 2}
+
+
+def exit_code(err: MixsearchError) -> int:
+    """The exit code a command that failed with ``err`` ends with (the module docstring's table)."""
+    return next((code for cls, code in EXIT_CODES.items() if isinstance(err, cls)), 1)
+
+
 def floats(text: str, what: str) -> tuple[float, ...]:
     """Comma-separated numbers, or a usage error naming the option."""
-    from ..errors import UsageError
-
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:

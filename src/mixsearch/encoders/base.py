@@ -21,6 +21,8 @@ from ..config import MODELS_DIR
 from ..errors import ModelError, UsageError
 from ..ingest.media import load_media
 from ..progress import progress_bar
+from ..registry import Registry
+from ..vectors import normalize
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ class Encoder(ABC):
                 if modality != "text":
                     batch = [self.load(modality, x) for x in batch]
                 vectors, truncated = self._encode_batch(batch, modality)
-                out.append(l2_normalise(vectors))
+                out.append(normalize(vectors))
                 flags.extend(truncated)
                 bar.update(len(batch))
         if not out:
@@ -135,11 +137,8 @@ def _is_one_item(items: Any) -> bool:
     return isinstance(items, (str, bytes, os.PathLike)) or not isinstance(items, (Sequence, np.ndarray))
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """L2-normalise rows; all-zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+#: The old name of ``mixsearch.vectors.normalize`` (tests and user code import it from here).
+l2_normalise = normalize
 
 
 def set_threads(threads: int | None) -> None:
@@ -174,8 +173,19 @@ def pick_device(device: str | None) -> str:
 #: A backend: a class, and a test of whether it serves a model source (a local folder or hub id);
 #: None for the fallback, which takes whatever no other backend accepts.
 Backend = tuple[type[Encoder], Callable[[str, Path | None], bool] | None]
-#: Registered backends by name.
-ENCODERS: dict[str, Backend] = {}
+#: Backends by name, tried in this order (the fallback last). The built-in ones are
+#: ``"module:attribute"`` paths imported on first use (this module imports no backend);
+#: ``register_encoder`` adds others.
+ENCODERS: Registry[Backend] = Registry(
+    {
+        "sentence-transformers": (
+            "mixsearch.encoders.sentence_transformers:SentenceTransformerEncoder",
+            "mixsearch.encoders.sentence_transformers:accepts",
+        ),
+        # the fallback: any model no other backend claims
+        "transformers": ("mixsearch.encoders.transformers:TransformersEncoder", None),
+    }
+)
 
 
 def register_encoder(
@@ -221,8 +231,6 @@ def load_encoder(
     ``encoders.transformers.RUNTIMES``); other backends run their own way. ``video_frames``:
     frames sampled per video by models that encode video (default 8; X-CLIP takes its own).
     """
-    from . import sentence_transformers, transformers  # noqa: F401 - registers the backends
-
     source = resolve_model(str(name))
     folder: Path | None = Path(source).expanduser()
     if folder is not None and folder.exists():

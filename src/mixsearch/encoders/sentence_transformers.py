@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import Encoder, pick_device, register_encoder
+from .base import Encoder, pick_device
 from .fingerprint import count_truncated, fingerprint_weights, local_folder
 
 
-def _is_sentence_transformer(source: str, folder: Path | None) -> bool:
+def accepts(source: str, folder: Path | None) -> bool:
+    """Whether this backend serves a model (``encoders.base.ENCODERS`` asks)."""
     if folder is not None:
         return (folder / "modules.json").is_file()
     return source.startswith("sentence-transformers/")
 
 
-@register_encoder("sentence-transformers", accepts=_is_sentence_transformer)
 class SentenceTransformerEncoder(Encoder):
     """A text-only sentence-transformers model (e.g. all-MiniLM-L6-v2)."""
 

@@ -32,7 +32,8 @@ from ..errors import MissingDependencyError, ModelError, UsageError
 from ..ingest.audio import Audio
 from ..ingest.media import load_media
 from ..ingest.video import DEFAULT_FRAMES, Video, load_video
-from .base import Encoder, pick_device, register_encoder
+from ..vectors import normalize
+from .base import Encoder, pick_device
 from .fingerprint import count_truncated, fingerprint_weights, local_folder
 from .onnx import OnnxTowers, export_folder, load_or_export
 
@@ -55,7 +56,6 @@ AUDIO_CROP_SEED = 0
 _NUMPY_RNG = threading.Lock()
 
 
-@register_encoder("transformers")  # the fallback: any model no other backend claims
 class TransformersEncoder(Encoder):
     """A transformers model with a text tower and image, audio and/or video towers."""
 
@@ -329,7 +329,7 @@ class TransformersEncoder(Encoder):
         vectors = np.concatenate(
             [self._image_features(flat[i : i + self.batch_size]) for i in range(0, len(flat), self.batch_size)]
         )
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = normalize(vectors)
         bounds = np.cumsum([0] + [len(clip) for clip in frames])
         return np.stack([vectors[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
 

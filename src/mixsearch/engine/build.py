@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..calibration import Calibrator, save_calibration
 from ..embedding import EmbeddingCache, open_cache
 from ..embedding.distributed import RayOptions, fill_cache_on_ray, ray_options

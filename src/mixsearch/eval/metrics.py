@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import require
+from ..errors import UsageError, require
 
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Mapping[str, float]]
@@ -56,7 +56,7 @@ def trec_measure(name: str) -> tuple[str, str]:
         return low, low
     m = re.fullmatch(r"(ndcg|recall|p|map)@(\d+)", low)
     if not m:
-        raise ValueError(f"unknown metric {name!r}; use ndcg@K, recall@K, p@K, map@K, map, ndcg or mrr")
+        raise UsageError(f"unknown metric {name!r}; use ndcg@K, recall@K, p@K, map@K, map, ndcg or mrr")
     family, key = _PATTERNS[m.group(1)]
     k = m.group(2)
     return f"{family}.{k}", key.format(k=k)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import UsageError, VectorIndexError
+from ..registry import Registry
 from ..types import DOCUMENT_MODALITIES
 
 #: Per-row document fields an index keeps for filtering: ``{name: array of n values}`` (numpy or
@@ -138,8 +139,16 @@ class VectorIndex(Protocol):
         ...
 
 
-#: Index kinds by name, as manifests record them.
-INDEX_KINDS: dict[str, type[VectorIndex]] = {}
+#: Index kinds by name, as manifests record them. The built-in kinds are ``"module:class"`` paths
+#: imported on first use (faiss and pymilvus load only for the kind that needs them);
+#: ``register_index`` adds others.
+INDEX_KINDS: Registry[type[VectorIndex]] = Registry(
+    {
+        "exact": "mixsearch.index.exact:ExactIndex",
+        "hnsw": "mixsearch.index.hnsw:HnswIndex",
+        "milvus": "mixsearch.index.milvus:MilvusIndex",
+    }
+)
 
 
 def register_index(cls: type[VectorIndex]) -> type[VectorIndex]:
@@ -150,9 +159,6 @@ def register_index(cls: type[VectorIndex]) -> type[VectorIndex]:
 
 def index_kind(kind: str) -> type[VectorIndex]:
     """The class of an index kind, with an error naming the known ones."""
-    # register the built-in kinds (faiss and pymilvus are imported only when used)
-    from . import exact, hnsw, milvus  # noqa: F401
-
     if kind not in INDEX_KINDS:
         raise VectorIndexError(f"unknown index kind {kind!r} (known: {', '.join(INDEX_KINDS)})")
     return INDEX_KINDS[kind]
@@ -179,7 +185,6 @@ def check_index_options(kind: str, options: Mapping[str, object] | None) -> None
 
 def discard_index(folder: Path) -> None:
     """Let every kind with a ``discard`` hook free what the index saved in ``folder`` holds elsewhere."""
-    index_kind("exact")  # the built-in kinds registered
     for cls in list(INDEX_KINDS.values()):
         discard = getattr(cls, "discard", None)
         if discard is not None:

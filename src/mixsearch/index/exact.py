@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from ..errors import UsageError, VectorIndexError
-from .base import Fields, Filter, Neighbours, positions_of, register_index
+from .base import Fields, Filter, Neighbours, positions_of
 from .where import FieldTable, arrow_table, checked_table
 
 #: Storage types of the vectors (option ``dtype``): float16 halves memory and disk.
@@ -95,7 +95,6 @@ def _dtype_of(options: Mapping[str, object] | None) -> str:
     return str(dtype)
 
 
-@register_index
 class ExactIndex:
     """Exact inner-product search over ``(n, d)`` vectors (in memory or memory-mapped, in parts).
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import UsageError, VectorIndexError, require
-from .base import Fields, Filter, Neighbours, register_index
+from .base import Fields, Filter, Neighbours
 from .where import FieldTable, checked_table
 
 #: Options and their defaults. M 32 / ef_search 128 reach recall@10 >= 0.95 on the 1M benchmark
@@ -76,7 +76,6 @@ def _faiss() -> Any:
     return require("faiss", "hnsw", "the hnsw index kind")
 
 
-@register_index
 class HnswIndex:
     """Approximate inner-product search over an HNSW graph (see the module docstring).
 

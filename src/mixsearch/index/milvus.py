@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import MixsearchError, UsageError, VectorIndexError, require
-from .base import Fields, Filter, Neighbours, register_index
+from .base import Fields, Filter, Neighbours
 from .exact import ExactIndex
 from .milvus_filter import modality_expression, where_to_milvus
 
@@ -238,7 +238,6 @@ def _python_values(values: np.ndarray, milvus_type: str) -> list:
 # -- the index ------------------------------------------------------------------------------------
 
 
-@register_index
 class MilvusIndex:
     """Inner-product search in a Milvus collection (see the module's docstring for generations).
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from ..errors import UsageError, VectorIndexError
+from ..errors import FieldError, UsageError, VectorIndexError
 
 
 class FieldTable(Mapping):
@@ -25,7 +25,7 @@ class FieldTable(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._numpy:
             if name not in self.arrow.column_names:
-                raise KeyError(name)
+                raise FieldError(name)
             self._numpy[name] = np.asarray(self.arrow[name].to_pylist(), dtype=object)
         return self._numpy[name]
 

@@ -42,6 +42,8 @@ from transformers import (
 )
 from transformers.masking_utils import create_bidirectional_mask
 
+from ..errors import InputError, ModelError, UsageError
+
 MAX_TEXT_TOKENS = 64
 # EfficientNet-Lite models were trained on inputs scaled to [-1, 1].
 LITE_MEAN = [0.5, 0.5, 0.5]
@@ -121,7 +123,7 @@ def lite0_state_dict(vision_model: EfficientNetModel) -> dict[str, torch.Tensor]
     conv_bn("_conv_head", "_bn1", "encoder.top_conv", "encoder.top_bn")
     src.pop("_fc.weight"), src.pop("_fc.bias")  # ImageNet classifier: not part of the tower
     if src:
-        raise RuntimeError(f"unmapped EfficientNet-Lite0 weights: {sorted(src)[:5]}")
+        raise ModelError(f"unmapped EfficientNet-Lite0 weights: {sorted(src)[:5]}")
     return out
 
 
@@ -153,7 +155,7 @@ def build_model(
         for block in vision.encoder.blocks:
             block.squeeze_excite.load_state_dict(identity_gate(block.squeeze_excite))
     else:
-        raise ValueError(f"unknown --image-init {image_init!r}")
+        raise UsageError(f"unknown --image-init {image_init!r}")
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -242,7 +244,7 @@ def load_split(data_dir: Path, split: str, limit: int | None = None) -> list[dic
                 continue
             row = json.loads(line)
             if not isinstance(row.get("image"), str) or not row.get("captions"):
-                raise ValueError(f"{path}:{n}: need an 'image' path and a non-empty 'captions' list")
+                raise InputError(f"{path}:{n}: need an 'image' path and a non-empty 'captions' list")
             rows.append(row)
     return rows[:limit] if limit else rows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from ... import __version__
+from ..._version import __version__
 from .. import queries
 from ..deps import RegistryDep
 from ..schemas import ERRORS, HealthResponse, InfoResponse, ReloadResponse
