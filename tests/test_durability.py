@@ -47,7 +47,7 @@ def only_current_files(folder: Path) -> bool:
 CHILD = r"""
 import os, signal, sys
 import mixsearch as ms
-from mixsearch.engine import build, mixindex, store
+from mixsearch.engine import build, durable, mixindex, store
 from mixsearch.index import exact
 
 point, action, model, out, source = sys.argv[1:6]
@@ -71,7 +71,7 @@ elif point == "manifest":  # half of the new manifest written to its temporary f
     def half(path, data):
         path.with_name(f".{path.name}.{os.getpid()}.tmp").write_text('{"format": "mixsearch-ind')
         die()
-    store.write_json_atomic = half
+    durable.write_json_atomic = half
 elif point == "cleanup":  # committed, the old generation not yet removed
     store.remove_stale = die
 if action == "build":

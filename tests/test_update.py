@@ -300,7 +300,7 @@ def test_old_formats_open_and_take_an_add(tiny_clip, tmp_path):
 CHILD = r"""
 import os, signal, sys
 import mixsearch as ms
-from mixsearch.engine import store, update
+from mixsearch.engine import durable, store, update
 from mixsearch.index import exact
 
 point, action, out, source = sys.argv[1:5]
@@ -320,7 +320,7 @@ elif point == "manifest":  # every file written, the manifest rename not done
     def half(path, data):
         path.with_name(f".{path.name}.{os.getpid()}.tmp").write_text('{"format": "mixsearch-ind')
         die()
-    store.write_json_atomic = half
+    durable.write_json_atomic = half
 elif point == "cleanup":  # committed, the old generation not yet removed
     store.remove_stale = die
 index = ms.open_index(out)

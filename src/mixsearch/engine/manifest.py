@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import VectorIndexError
 from ..types import DOCUMENT_MODALITIES
+from . import durable
 
 FORMAT = "mixsearch-index/3"
 FORMAT_1 = "mixsearch-index/1"
@@ -354,9 +355,7 @@ class Manifest:
     def write(self, folder: str | Path) -> None:
         """Replace the folder's manifest atomically (temporary file, fsync, rename). Only the
         store's commit point calls this: the files it names must be on disk first."""
-        from . import store  # the atomic write lives with the other file-level code
-
-        store.write_json_atomic(Path(folder) / MANIFEST, self.to_dict())
+        durable.write_json_atomic(Path(folder) / MANIFEST, self.to_dict())
 
     # -- what it says -------------------------------------------------------------------------
 

@@ -44,7 +44,6 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
@@ -59,6 +58,7 @@ from ..errors import InputError, UsageError, VectorIndexError
 from ..index import ExactIndex, VectorIndex, load_index
 from ..index.base import discard_index
 from ..types import MEDIA, Document
+from .durable import fsync_dir, fsync_tree
 from .manifest import FORMAT, FORMAT_1, FORMAT_2, LEGACY_FORMATS, MANIFEST, Manifest, Segment
 
 __all__ = ["FORMAT", "FORMAT_1", "FORMAT_2", "LEGACY_FORMATS", "MANIFEST", "Transaction", "transaction"]
@@ -114,40 +114,6 @@ def holds_only_ours(folder: Path) -> bool:
 def _generation_of(name: str) -> int | None:
     match = _GENERATION_FILE.fullmatch(name)
     return None if match is None else int(next(g for g in match.groups() if g is not None))
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Replace ``path`` with JSON: write a temporary file, flush it to disk, rename it over."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    if not path.exists():  # a role this change did not write (a recalibration keeps the documents)
-        return
-    for p in [path] if path.is_file() else sorted(path.rglob("*")):
-        if p.is_file():
-            with p.open("rb") as f:
-                os.fsync(f.fileno())
 
 
 @contextmanager
@@ -300,8 +266,8 @@ def publish(folder: Path, manifest: Manifest, written: Sequence[Path]) -> Manife
     """Flush ``written`` (the new generation's files) to disk, then replace the manifest that
     names them (``Transaction.commit`` calls this). Returns the manifest."""
     for path in written:
-        _fsync_tree(path)
-    _fsync_dir(Path(folder))
+        fsync_tree(path)
+    fsync_dir(Path(folder))
     manifest.write(folder)
     return manifest
 

@@ -253,10 +253,8 @@ def _commit(txn: store.Transaction, index: MixIndex, manifest: Manifest, vector_
     """Commit the new generation and return the index in it (the vector index just written is
     kept in memory; only the document data is read back, as a full reopen costs several times
     the change itself on a large index). The transaction tidies the old generation after."""
-    from .mixindex import MixIndex
-
     txn.commit(manifest)
     data = store.read_data(index.folder, manifest)
-    return MixIndex(
+    return type(index)(  # MixIndex, without importing the module that imports this one
         index.folder, manifest, data, index.calibrator, vector_index, device=index.device, runtime=index.runtime
     )

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import MixsearchError, UsageError
+from . import queries
 from .auth import TokenAuth
 from .deps import Settings
 from .errors import status_of
@@ -64,7 +65,7 @@ def create_app(
     the Host headers accepted (others get 400), e.g. only loopback names for a loopback server, so
     a web page cannot reach it through DNS rebinding; None accepts any.
     """
-    registry = indexes if isinstance(indexes, Registry) else Registry(indexes)
+    registry = indexes if isinstance(indexes, Registry) else Registry(indexes, warm_up=queries.warm_up)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -66,11 +66,12 @@ def serve(
     torch.set_num_threads(threads)
     started = time.perf_counter()
     sock = _listen(host, port)  # fails early (port taken) before minutes of loading
+    from . import queries
     from .app import create_app
     from .auth import is_loopback
     from .state import Registry
 
-    registry = Registry(folders, device=device)
+    registry = Registry(folders, device=device, warm_up=queries.warm_up)
     app = create_app(
         registry,
         token=token,

@@ -161,13 +161,13 @@ class Registry:
         folders: Sequence[str | Path],
         *,
         device: str | None = None,
-        warm: bool = True,
+        warm_up: Callable[[Served], None] | None = None,
         opener: Callable[..., MixIndex] = open_index,
     ):
         if not folders:
             raise UsageError("give at least one index folder to serve")
         self.device = device
-        self.warm = warm
+        self.warm_up = warm_up  # queries.warm_up, handed in: queries builds on this module
         self._open = opener
         self._encoders: dict[tuple[str, str], tuple[Encoder, threading.Lock]] = {}
         self._reload_lock = threading.Lock()
@@ -209,10 +209,8 @@ class Registry:
         method = manifest_of(index)["calibration"].get("method")
         plain = None if method == "none" else index.with_calibration("none")
         served = Served(name, folder, index, plain, lock)
-        if self.warm:
-            from .queries import warm_up  # queries needs Served: imported when first used
-
-            warm_up(served)
+        if self.warm_up is not None:
+            self.warm_up(served)
         log.info("serving %s as %r: %d documents", folder, name, len(index))
         return served
 
