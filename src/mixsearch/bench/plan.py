@@ -192,7 +192,7 @@ def fit_plan(
         shot = fit_calibration(encoder, {"image": paths}, cache_dir=cfg.cache_dir, progress=cfg.progress)
         # mean, std and score sample of the screenshots
         screens = cal.with_role("image", "image", of=shot).with_params(
-            provenance={**cal.provenance, "image_mean": f"screenshots of {len(paths)} calibration texts"}
+            provenance={**(cal.provenance or {}), "image_mean": f"screenshots of {len(paths)} calibration texts"}
         )
         record["screenshot_image_mean"] = (
             f"setting 1 uses an image mean fitted on screenshots of {len(paths)} calibration texts"

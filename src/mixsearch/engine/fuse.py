@@ -40,11 +40,10 @@ def prepare_calibration(
     if method is not None and method != cal.method:
         cal = cal.with_method(method)
     # the index's own copy, its records plain dicts (a Calibrator() may leave them None)
-    cal = cal.with_params(
-        alpha=float(alpha), fitted_for=dict(cal.fitted_for or {}), provenance=dict(cal.provenance or {})
-    )
+    fitted_for = dict(cal.fitted_for or {})
+    cal = cal.with_params(alpha=float(alpha), fitted_for=fitted_for, provenance=dict(cal.provenance or {}))
     if cal.method != "none":
-        if cal.method != "rrf" and not cal.fitted_for.get("fingerprint"):  # rrf fits nothing
+        if cal.method != "rrf" and not fitted_for.get("fingerprint"):  # rrf fits nothing
             raise CalibrationError(
                 f"the calibration ({source}) does not say which model its means belong to, so it cannot be "
                 "checked against this index's model; fit it with mixsearch.fit_calibration (or "
