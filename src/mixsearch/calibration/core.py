@@ -432,7 +432,8 @@ class Calibrator:
         on a copy; ``clone`` keeps no fit). Another ``method`` drops the relevance map (the scores
         change), and ``none`` the statistics too."""
         self._check_param_names(params)
-        other = type(self)(**{**self.get_params(), **params}).check_params()
+        kept = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.get_params().items()}  # records unshared
+        other = type(self)(**{**kept, **params}).check_params()
         if self._fit is not _UNFITTED:
             fit = self._fit.copy()
             if other.method != self.method:
