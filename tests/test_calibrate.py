@@ -115,10 +115,11 @@ def test_refuses_other_models_and_dimensions(tmp_path, data):
         cal.transform(np.ones((2, 8), np.float32), "query")
     with pytest.raises(CalibrationError, match="no 'audio' mean .* 'mixsearch calibrate'"):
         cal.transform(np.ones((2, D), np.float32), "audio")
+    # parameters are checked by fit (scikit-learn's contract), not by the constructor
     with pytest.raises(UsageError, match="unknown calibration method"):
-        Calibrator("median")
+        Calibrator("median").fit(data)
     with pytest.raises(UsageError, match=r"alpha must be in \[0, 1\], got 1.5"):
-        Calibrator(alpha=1.5)
+        Calibrator(alpha=1.5).fit(data)
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(CalibrationError, match="junk.safetensors: not a calibration file"):
         load_calibration(tmp_path / "junk.safetensors")

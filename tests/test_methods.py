@@ -35,7 +35,7 @@ def data():
 def test_methods_are_the_six():
     assert METHODS == ("none", "mean", "standardize", "shift", "zscore", "rrf")
     with pytest.raises(UsageError, match="unknown calibration method"):
-        Calibrator("whiten")
+        Calibrator("whiten").fit({})
 
 
 def test_standardize_formula(data):
@@ -106,7 +106,7 @@ def test_zscore_sample_is_bounded():
     for _ in range(3):
         cal.partial_fit(random_unit(rng, SCORE_SAMPLE // 2 + 7, D), "text")
     assert cal.counts_["text"] == 3 * (SCORE_SAMPLE // 2 + 7)
-    assert sum(len(x) for x in cal._samples["text"]) == SCORE_SAMPLE
+    assert sum(len(x) for x in cal._fit.samples["text"]) == SCORE_SAMPLE
 
 
 def test_reciprocal_rank_fusion_formula():

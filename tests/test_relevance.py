@@ -106,7 +106,7 @@ def test_round_trip_through_the_calibration_file(kind, tmp_path):
     cal = ms.Calibrator(fitted_for={"name": "m", "fingerprint": "f", "dim": "4"}).fit(
         {r: rng.normal(size=(5, 4)) for r in ("query", "text", "image")}
     )
-    cal.relevance_ = RelevanceMap(kind).fit(*synthetic(rng))
+    cal = cal.with_relevance(RelevanceMap(kind).fit(*synthetic(rng)))
     cal.relevance_.info = {"queries": 12, "dataset": {"path": "x"}}
     path = ms.save_calibration(cal, tmp_path / "c.safetensors")
     back = ms.load_calibration(path)
@@ -127,8 +127,7 @@ def test_damaged_relevance_map_is_refused_naming_the_file(tmp_path):
     from safetensors.numpy import load_file, save_file
 
     rng = np.random.default_rng(5)
-    cal = ms.Calibrator("none")
-    cal.relevance_ = RelevanceMap().fit(*synthetic(rng))
+    cal = ms.Calibrator("none").with_relevance(RelevanceMap().fit(*synthetic(rng)))
     path = ms.save_calibration(cal, tmp_path / "c.safetensors")
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata()
@@ -162,8 +161,7 @@ def test_min_relevance_cuts_hits_through_a_real_index(small_index, tmp_path):
     rel = RelevanceMap("platt", min_positives=1, min_negatives=1)
     rel.params_ = {POOLED: {"a": np.array([40.0]), "b": np.array([-40.0 * float(np.median(scores))])}}
     rel.params_["text"] = {"a": np.array([40.0]), "b": np.array([-40.0 * float(np.median(scores)) - 2])}
-    cal = small_index.calibrator
-    cal.relevance_ = rel
+    cal = small_index.calibrator.with_relevance(rel)
     view = small_index.with_calibration(cal)
     hits = view.search("a dog on the beach", k=12)
     assert [h.id for h in hits] == [h.id for h in all_hits]  # the map judges, it does not re-rank
@@ -315,9 +313,9 @@ def test_server_min_relevance(tiny_clip, tmp_path):
         answer = client.get("/api/search", params={"q": "dog", "min_relevance": 0.5})
         assert answer.status_code == 422 and "no relevance map" in answer.json()["detail"]
         index = ms.open_index(folder)
-        cal = index.calibrator
-        cal.relevance_ = RelevanceMap("platt")
-        cal.relevance_.params_ = {POOLED: {"a": np.array([30.0]), "b": np.array([0.0])}}
+        rel = RelevanceMap("platt")
+        rel.params_ = {POOLED: {"a": np.array([30.0]), "b": np.array([0.0])}}
+        cal = index.calibrator.with_relevance(rel)
         index.recalibrate(cal)
         client.post("/reload")
         full = client.get("/api/search", params={"q": "dog", "k": 14}).json()["hits"]

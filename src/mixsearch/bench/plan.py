@@ -3,7 +3,6 @@ name), and fitting them for one model."""
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,14 +165,16 @@ def fit_plan(
         progress=cfg.progress,
         report=problems.append,
     )
-    cal.provenance = {
-        "plan": plan.kind,
-        "description": plan.description,
-        "datasets": [b.source for b in plan.benchmarks],
-        "items": {k: len(v) for k, v in used.items()},
-        "max_calibration": cfg.max_calibration,
-        "seed": cfg.seed,
-    }
+    cal = cal.with_params(
+        provenance={
+            "plan": plan.kind,
+            "description": plan.description,
+            "datasets": [b.source for b in plan.benchmarks],
+            "items": {k: len(v) for k, v in used.items()},
+            "max_calibration": cfg.max_calibration,
+            "seed": cfg.seed,
+        }
+    )
     record = {
         "source": plan.description,
         "transductive": plan.kind == "test",
@@ -189,9 +190,10 @@ def fit_plan(
             for t in progress_bar(len(texts), "rendering calibration screenshots", cfg.progress, texts)
         ]
         shot = fit_calibration(encoder, {"image": paths}, cache_dir=cfg.cache_dir, progress=cfg.progress)
-        screens = copy.deepcopy(cal)
-        screens.copy_role("image", "image", of=shot)  # mean, std and score sample of the screenshots
-        screens.provenance = {**cal.provenance, "image_mean": f"screenshots of {len(paths)} calibration texts"}
+        # mean, std and score sample of the screenshots
+        screens = cal.with_role("image", "image", of=shot).with_params(
+            provenance={**(cal.provenance or {}), "image_mean": f"screenshots of {len(paths)} calibration texts"}
+        )
         record["screenshot_image_mean"] = (
             f"setting 1 uses an image mean fitted on screenshots of {len(paths)} calibration texts"
         )

@@ -76,6 +76,4 @@ def fit_relevance(
             view, vectors, qrels, kind=kind, depth=depth, random=random, seed=seed, min_pairs=min_pairs
         )
     rel.info.update(dataset={k: v for k, v in bench.source.items() if k != "rule"}, corpus_rule=how)
-    out = copy.deepcopy(view.calibrator)
-    out.relevance_ = rel
-    return out
+    return view.calibrator.with_relevance(rel)

@@ -94,7 +94,7 @@ def variants(cfg: BenchConfig, cal: Calibrator, alpha: float) -> list[tuple[str,
     for m in cfg.methods:
         c = _plain(alpha) if m == "none" else cal if m == cal.method else cal.with_method(m)
         if m == "zscore":
-            c.alpha = alpha
+            c = c.with_alpha(alpha)
             c.score_stats_  # noqa: B018 - fitted once here, not again in every view's copy
         out.append((LABELS.get(m, m), m, c))
     return out

@@ -11,7 +11,7 @@ from ..encoders import Encoder
 from ..errors import CalibrationError
 from ..ingest import read_items
 from ..types import ROLES, Problem
-from .core import Calibrator
+from .core import RRF_K, Calibrator
 
 CHUNK = 4096  # items encoded per step: bounds memory, and progress is saved per batch
 
@@ -25,12 +25,15 @@ def fit_calibration(
     *,
     method: str = "mean",
     alpha: float = 0.5,
+    shift_lambda: float = 1.0,
+    rrf_k: float = RRF_K,
     cache_dir: str | Path | None = None,
     report: Callable[[Problem], None] | None = None,
     progress: bool | None = None,
 ) -> Calibrator:
-    """Fit the statistics of ``method`` (one mean per role, ...; see ``Calibrator``) from
-    ``sources = {role: items}``, streaming in constant memory.
+    """Fit the statistics of ``method`` (one mean per role, ...; see ``Calibrator``, whose
+    parameters ``alpha``, ``shift_lambda`` and ``rrf_k`` are) from ``sources = {role: items}``,
+    streaming in constant memory.
 
     Roles are ``query``, ``text``, ``image``, ``audio``, ``video``. Items are a text file (one
     per line) or JSON Lines with a ``text`` field for ``query``/``text``; a folder or JSON Lines
@@ -55,9 +58,11 @@ def fit_calibration(
     cal = Calibrator(
         method=method,
         alpha=alpha,
+        shift_lambda=shift_lambda,
+        rrf_k=rrf_k,
         provenance=provenance,
         fitted_for={"name": encoder.name, "fingerprint": encoder.fingerprint, "dim": str(encoder.dim)},
-    )
+    ).check_params()
     if method == "none":
         return cal
     cache = open_cache(encoder, cache_dir)

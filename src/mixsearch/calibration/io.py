@@ -31,6 +31,7 @@ def save_calibration(calibrator: Calibrator, path: str | Path, *, provenance: di
     """Write a calibration file (``provenance`` defaults to the calibrator's own)."""
     from safetensors.numpy import save_file
 
+    calibrator.check_params()  # a file that would not load is not written
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"mean.{role}": np.ascontiguousarray(m, dtype=np.float32) for role, m in calibrator.means_.items()}
@@ -41,13 +42,14 @@ def save_calibration(calibrator: Calibrator, path: str | Path, *, provenance: di
     meta = {
         "format": FORMAT,
         "method": calibrator.method,
-        "alpha": repr(calibrator.alpha),
-        "lambda": repr(calibrator.shift_lambda),
-        "rrf_k": repr(calibrator.rrf_k),
-        "model": json.dumps(calibrator.fitted_for),
+        # floats, as 0.3 wrote them: readers parse them with float()
+        "alpha": repr(float(calibrator.alpha)),
+        "lambda": repr(float(calibrator.shift_lambda)),
+        "rrf_k": repr(float(calibrator.rrf_k)),
+        "model": json.dumps(dict(calibrator.fitted_for or {})),
         "counts": json.dumps(calibrator.counts_),
         "dim": str(calibrator.dim_ or ""),
-        "provenance": json.dumps(calibrator.provenance if provenance is None else provenance),
+        "provenance": json.dumps(dict(calibrator.provenance or {}) if provenance is None else provenance),
         "zero_roles": json.dumps(sorted(calibrator.zero_roles)),
     }
     _store_relevance(calibrator, tensors, meta)
@@ -74,7 +76,19 @@ def load_calibration(path: str | Path) -> Calibrator:
     if meta.get("format") != FORMAT:
         raise CalibrationError(f"{path}: not a mixsearch calibration file (format {meta.get('format')!r})")
     try:  # a crafted or damaged file must fail here, naming it, not later in a search
-        cal = Calibrator(
+        counts = json.loads(meta.get("counts", "{}"))
+        means = {key[len("mean.") :]: value for key, value in tensors.items() if key.startswith("mean.")}
+        stats = {
+            key[len("score_mean.") :]: (float(value[0]), float(tensors[f"score_std.{key[len('score_mean.') :]}"][0]))
+            for key, value in tensors.items()
+            if key.startswith("score_mean.")
+        }
+        cal = Calibrator.from_statistics(
+            means,
+            {role: int(counts.get(role, 1)) for role in means},
+            stds={role: tensors[f"std.{role}"] for role in means if f"std.{role}" in tensors},
+            score_stats=stats,
+            relevance=_load_relevance(tensors, meta),
             method=meta["method"],
             alpha=float(meta.get("alpha", "0.5")),
             shift_lambda=float(meta.get("lambda", "1.0")),
@@ -83,19 +97,6 @@ def load_calibration(path: str | Path) -> Calibrator:
             provenance=json.loads(meta.get("provenance", "{}")),
             zero_roles=json.loads(meta.get("zero_roles", "[]")),
         )
-        counts = json.loads(meta.get("counts", "{}"))
-        for key, value in tensors.items():
-            if key.startswith("mean."):
-                role = key[len("mean.") :]
-                cal.set_mean(role, value, int(counts.get(role, 1)), tensors.get(f"std.{role}"))
-        stats = {
-            key[len("score_mean.") :]: (float(value[0]), float(tensors[f"score_std.{key[len('score_mean.') :]}"][0]))
-            for key, value in tensors.items()
-            if key.startswith("score_mean.")
-        }
-        if stats or cal.method == "zscore":
-            cal.set_score_stats(stats)
-        cal.relevance_ = _load_relevance(tensors, meta)
     except (MixsearchError, KeyError, TypeError, ValueError, IndexError) as err:
         raise CalibrationError(f"{path}: unusable calibration file ({err})") from None
     return cal

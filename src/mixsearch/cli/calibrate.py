@@ -38,7 +38,8 @@ def calibrate(
     from .. import Calibrator, fit_calibration, load_encoder, save_calibration
     from ..encoders.base import set_threads
 
-    Calibrator(method, shift_lambda=shift_lambda, rrf_k=rrf_k)  # bad values are usage errors, before the model loads
+    # bad values are usage errors, before the model loads
+    Calibrator(method, shift_lambda=shift_lambda, rrf_k=rrf_k).check_params()
     sources = {"query": queries, "text": texts, "image": images, "audio": audio, "video": video}
     set_threads(threads)
     encoder = load_encoder(model, device=device, runtime=runtime, video_frames=video_frames)
@@ -46,10 +47,11 @@ def calibrate(
         encoder,
         {role: path for role, path in sources.items() if path is not None},
         method=method,
+        shift_lambda=shift_lambda,
+        rrf_k=rrf_k,
         cache_dir=cache_dir,
         report=lambda p: say(f"skipped: {p}"),
     )
-    cal.shift_lambda, cal.rrf_k = shift_lambda, rrf_k
     save_calibration(cal, out)
     counts = ", ".join(f"{role}: {n}" for role, n in cal.counts_.items())
     say(f"wrote {out} ({cal.method}; items per mean: {counts or 'none'})")

@@ -49,7 +49,7 @@ def fit_relevance(
     from ..errors import UsageError
 
     RelevanceMap(kind)  # an unknown kind is a usage error, before the model loads
-    Calibrator(alpha=alpha)
+    Calibrator(alpha=alpha).check_params()
     if min_pairs < 1 or depth < 1 or random < 0:
         raise UsageError("--min-pairs and --depth must be positive, --random not negative")
     set_threads(threads)

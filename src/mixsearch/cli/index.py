@@ -72,7 +72,8 @@ def index(
     from ..encoders.base import set_threads
     from ..errors import InputError
 
-    Calibrator(method or "mean", alpha=alpha)  # an impossible alpha or method is a usage error, before anything loads
+    # an impossible alpha or method is a usage error, before anything loads
+    Calibrator(method or "mean", alpha=alpha).check_params()
     if calibration == "shipped":
         shipped = shipped_calibration(model)
         if shipped is None:

@@ -31,7 +31,7 @@ def recalibrate(
 
     if calibration is None and alpha is None and method is None:
         raise UsageError("nothing to change: give --calibration (a file, none or corpus), --alpha and/or --method")
-    Calibrator(method or "mean", alpha=0.5 if alpha is None else alpha)  # bad values are usage errors
+    Calibrator(method or "mean", alpha=0.5 if alpha is None else alpha).check_params()  # bad values are usage errors
     index = open_index(index_dir)
     idx = index.recalibrate(index.calibrator if calibration is None else calibration, alpha, method=method)
     cal = idx.manifest.calibration

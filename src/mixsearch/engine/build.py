@@ -72,7 +72,7 @@ def build_index(
     on_ray = ray_options(ray)
     if on_ray:  # a missing extra fails now, not after the corpus is read
         require("ray.data", "ray", "encoding on a Ray cluster")
-    Calibrator(alpha=alpha)  # so does an impossible alpha
+    Calibrator(alpha=alpha).check_params()  # so does an impossible alpha
     encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
     prepared, source = prepare_calibration(calibration, encoder.info(), alpha, method)
     with store.transaction(out, fresh=not out.exists()) as txn:

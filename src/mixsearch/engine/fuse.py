@@ -3,7 +3,6 @@ calibration, then calibrate and fuse each document's parts, a chunk at a time.""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -25,23 +24,26 @@ def prepare_calibration(
     calibration: CalibrationSpec, model: Mapping, alpha: float, method: str | None = None
 ) -> tuple[Calibrator | None, str]:
     """Everything about a calibration that can be checked before any encoding: a ``Calibrator``
-    (copied, never changed), a file (loaded) or ``"none"``, checked against ``model`` (its
-    manifest record: name, fingerprint, dim). None means "fit on the corpus": ``(None, "corpus")``.
-    ``method``: apply the calibration's statistics under this method instead of its own."""
-    if method is not None:
-        Calibrator(method)  # an unknown method fails here
+    (never changed: the index gets a new one at ``alpha``), a file (loaded) or ``"none"``, checked
+    against ``model`` (its manifest record: name, fingerprint, dim). None means "fit on the
+    corpus": ``(None, "corpus")``. ``method``: apply the calibration's statistics under this
+    method instead of its own."""
+    Calibrator(method or "mean", alpha).check_params()  # an unknown method or impossible alpha fails here
     if calibration is None or (isinstance(calibration, str) and calibration == "corpus"):
         return None, "corpus"
     if isinstance(calibration, Calibrator):
-        cal, source = copy.deepcopy(calibration), "given"
+        cal, source = calibration.check_params(), "given"
     elif str(calibration) == "none":
         cal, source = Calibrator("none"), "none"
     else:
         cal, source = load_calibration(calibration), str(calibration)
     if method is not None and method != cal.method:
         cal = cal.with_method(method)
+    # the index's own copy, its records plain dicts (a Calibrator() may leave them None)
+    fitted_for = dict(cal.fitted_for or {})
+    cal = cal.with_params(alpha=float(alpha), fitted_for=fitted_for, provenance=dict(cal.provenance or {}))
     if cal.method != "none":
-        if cal.method != "rrf" and not cal.fitted_for.get("fingerprint"):  # rrf fits nothing
+        if cal.method != "rrf" and not fitted_for.get("fingerprint"):  # rrf fits nothing
             raise CalibrationError(
                 f"the calibration ({source}) does not say which model its means belong to, so it cannot be "
                 "checked against this index's model; fit it with mixsearch.fit_calibration (or "
@@ -50,7 +52,6 @@ def prepare_calibration(
         cal.check_model(model["fingerprint"], model["name"])
         if cal.dim_ is not None and cal.dim_ != int(model["dim"]):
             raise CalibrationError(f"the calibration's means have dimension {cal.dim_}; the model's is {model['dim']}")
-    cal.alpha = float(alpha)
     return cal, source
 
 
@@ -99,15 +100,13 @@ def fit_on_corpus(
     alpha: float = 0.5,
 ) -> Calibrator:
     """Document statistics fitted on the indexed documents themselves; queries borrow the text's."""
-    cal = Calibrator(
-        method,
-        alpha,
-        fitted_for={"name": model["name"], "fingerprint": model["fingerprint"], "dim": str(model["dim"])},
-    )
+    fitted_for = {"name": model["name"], "fingerprint": model["fingerprint"], "dim": str(model["dim"])}
     if method in ("none", "rrf"):  # nothing to fit
         notes.append(f"calibration method {method!r}: nothing fitted on the corpus")
-        cal.provenance = {"fitted_on": "nothing (method fits no statistics)"}
-        return cal
+        return Calibrator(
+            method, alpha, fitted_for=fitted_for, provenance={"fitted_on": "nothing (method fits no statistics)"}
+        )
+    cal = Calibrator(method, alpha, fitted_for=fitted_for)
     for m, matrix in raw.items():
         for start in range(0, len(matrix), CHUNK):
             block = np.asarray(matrix[start : start + CHUNK])
@@ -115,21 +114,19 @@ def fit_on_corpus(
     note = "no calibration given: document means were fitted on this corpus"
     query_mean = "borrowed from the document-text mean"
     if "text" in cal.counts_:
-        cal.copy_role("text", "query")
+        cal = cal.with_role("query", "text")
         note += "; queries borrow the document-text mean (fit a query mean with `mixsearch calibrate --queries`)"
     else:
         query_mean = "none (no text documents): text queries are not calibrated"
     # a role with nothing to fit on stays plain (mean zero), so every query kind the model takes
     # still works (an audio query on a text-only index of an audio model, say)
     encodes = set(model.get("modalities") or ("text", "image")) & set(MODALITIES)
-    cal.zero_roles = ({"query", "text"} | encodes) - set(cal.counts_)
-    if cal.zero_roles:
-        note += (
-            f"; no {', '.join(r for r in ROLES if r in cal.zero_roles)} items here: those stay uncalibrated (mean zero)"
-        )
+    zero_roles = tuple(r for r in ROLES if r in ({"query", "text"} | encodes) - set(cal.counts_))
+    if zero_roles:
+        note += f"; no {', '.join(zero_roles)} items here: those stay uncalibrated (mean zero)"
     notes.append(note)
-    cal.provenance = {"fitted_on": "the indexed corpus (document means)", "query_mean": query_mean}
-    return cal
+    provenance = {"fitted_on": "the indexed corpus (document means)", "query_mean": query_mean}
+    return cal.with_params(zero_roles=zero_roles, provenance=provenance)
 
 
 def fuse_documents(

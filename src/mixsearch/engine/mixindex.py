@@ -396,7 +396,7 @@ class MixIndex:
     def _search_per_modality(self, vectors: np.ndarray, k: int, flt: Filter | None) -> Neighbours:
         """Score-level calibration (``zscore``, ``rrf``): the best ``k`` of each document modality
         the filter allows, searched apart (same filter, narrowed to that modality), then merged
-        per query by the calibrator (``Calibrator.merge_modalities``); scores are the fixed ones."""
+        per query by the calibrator's merger (``Calibrator.merger()``); scores are the fixed ones."""
         present = [
             m for m in dict.fromkeys(self.modality.tolist()) if flt is None or flt.modality is None or m in flt.modality
         ]
@@ -404,11 +404,12 @@ class MixIndex:
             m: self.index.search(vectors, k, dataclasses.replace(flt or Filter(), modality=frozenset([m])))
             for m in present
         }
+        merger = self.calibrator.merger()
         scores = np.full((len(vectors), k), -np.inf)
         ids = []
         for q in range(len(vectors)):
             lists = {m: (found.ids[q], found.scores[q][: len(found.ids[q])]) for m, found in per.items()}
-            top, fixed = self.calibrator.merge_modalities(lists, k)
+            top, fixed = merger.merge(lists, k)
             ids.append(top)
             scores[q, : len(top)] = fixed
         return Neighbours(scores, ids)
@@ -456,7 +457,7 @@ class MixIndex:
         (fit document means on this corpus). ``method``: apply it under another calibration
         method (``calibration.METHODS``; with None, the method fitted on the corpus)."""
         alpha = self.alpha if alpha is None else alpha
-        Calibrator(alpha=alpha)  # checks alpha before any work
+        Calibrator(alpha=alpha).check_params()  # checks alpha before any work
         raw, present = self.raw(), presence(self.documents)
         notes: list[str] = []
         cal, source = resolve_calibration(calibration, self.model.to_dict(), raw, present, alpha, notes, method)
