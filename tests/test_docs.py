@@ -20,9 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<code>.*?)^```[ \t]*$", re.S | re.M)
 NOT_RUN = re.compile(r"<!--\s*not-run:(?P<reason>.*?)-->\s*\Z", re.S)
-# pages whose examples use the API of issue 17 (ms.Query, one `search` for batches, the typed manifest)
-NEW_API = {"README.md", "docs/python.md"}
-NOT_MERGED = pytest.mark.xfail(strict=False, reason="API of issue 17 not merged yet")
 
 
 def name(page: Path) -> str:
@@ -112,14 +109,7 @@ CHECKS = {"docs/python.md": check_python_guide, "README.md": check_readme, "docs
 
 @pytest.mark.parametrize(
     "page",
-    [
-        pytest.param(
-            p,
-            id=name(p),
-            marks=[NOT_MERGED] if name(p) in NEW_API else [],
-        )
-        for p in RUNNABLE
-    ],
+    [pytest.param(p, id=name(p)) for p in RUNNABLE],
 )
 def test_page_examples_run_as_written(page, example_folder, tmp_path, monkeypatch):
     """A page's runnable blocks, in order, in one namespace, in a fresh copy of the example folder."""

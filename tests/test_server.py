@@ -730,10 +730,9 @@ def test_batch_min_relevance(index_folder, tmp_path):
         refused = c.post("/api/search/batch", json={"queries": texts, "min_relevance": 0.5})
         assert refused.status_code == 422 and "no relevance map" in refused.json()["detail"]
         index = ms.open_index(folder)
-        cal = index.calibrator
-        cal.relevance_ = RelevanceMap("platt")  # relevance = sigmoid(30 * score): a cut at 0.5 keeps scores >= 0
-        cal.relevance_.params_ = {POOLED: {"a": np.array([30.0]), "b": np.array([0.0])}}
-        index.recalibrate(cal)
+        relevance = RelevanceMap("platt")  # relevance = sigmoid(30 * score): a cut at 0.5 keeps scores >= 0
+        relevance.params_ = {POOLED: {"a": np.array([30.0]), "b": np.array([0.0])}}
+        index.recalibrate(index.calibrator.with_relevance(relevance))
         assert c.post("/reload").json() == {"indexes": {"index": "reloaded"}}
         full = c.post("/api/search/batch", json={"queries": texts, "k": 14}).json()
         cut = c.post("/api/search/batch", json={"queries": texts, "k": 14, "min_relevance": 0.5}).json()
