@@ -1,6 +1,6 @@
 """One query, as the API and the page both run it: validate, encode once (text, uploaded image,
 or a document's stored embedding for "more like this"), then rank under each view asked for
-through ``MixIndex.search_batch`` — the same search path as every other face of mixsearch.
+through ``MixIndex.search_vectors`` — the same search path as every other face of mixsearch.
 
 Every call the server makes into the engine's search and encoding API is in this module
 (``encode``, ``_rank``, ``warm_up``), so a change of that API is a change here only.
@@ -73,14 +73,20 @@ def check_k(k: int) -> int:
 def encode(served: Served, texts: list[str] | None = None, images: list[Any] | None = None) -> dict[str, np.ndarray]:
     """Raw query embeddings through the index's model, one encoding at a time per model
     (tokenizers are not thread-safe, and on few cores one at a time is also the fastest)."""
+    if texts is None and images is None:
+        raise UsageError("empty query: give a text, an image, or both")
+    encoder = served.index.encoder
     with served.encode_lock:
-        return served.index.embed_queries(texts, images)
+        parts = {"text": encoder.encode(texts, "text", progress=False)} if texts is not None else {}
+        if images is not None:
+            parts["image"] = encoder.encode(images, "image", progress=False)
+    return parts
 
 
 def _rank(index: Any, vectors: dict[str, np.ndarray], **options: Any) -> list[list[Hit]]:
     """One hit list per query row of ``vectors`` (raw embeddings by part), calibrated and ranked
     by ``index`` (a view of the served index)."""
-    return list(index.search_batch(embeddings=vectors, **options))
+    return list(index.search_vectors(vectors, **options))
 
 
 def warm_up(served: Served) -> None:
