@@ -387,18 +387,41 @@ def prune(root: str | Path | None = None, max_bytes: int | None | str = "default
     """Evict the least recently used entries (embeddings and ONNX exports alike) until the cache
     folder takes at most ``max_bytes`` (default ``max_cache_bytes()``; None: nothing to do).
 
-    An entry's size is its share of its file's live pages; files that lost rows are vacuumed so
-    the disk gets the space back. Safe beside a running build: it only loses what it evicts."""
+    An entry's size is estimated as its share of its file's live pages (a second pass mends the
+    estimate); files that lost rows are vacuumed so the disk gets the space back. Safe beside a
+    running build: it only loses what it evicts."""
     root = Path(root or cache_root())
     limit = max_cache_bytes() if max_bytes == "default" else max_bytes
     before = cache_info(root)
     report = PruneReport(bytes_before=before.bytes, bytes_after=before.bytes)
-    if limit is None or before.bytes <= limit:
+    if limit is None:
         return report
+    for _ in range(4):  # each pass removes about what it should; pages and headers make it inexact
+        if report.bytes_after <= limit or not _prune_pass(before, limit, report):
+            break
+        before = cache_info(root)
+        report.bytes_after = before.bytes
+    if report.entries or report.exports:
+        log.info(
+            "embedding cache %s: pruned %d entries and %d ONNX exports (%d -> %d bytes, limit %d)",
+            root,
+            report.entries,
+            report.exports,
+            report.bytes_before,
+            report.bytes_after,
+            limit,
+        )
+    return report
+
+
+def _prune_pass(before: CacheInfo, limit: int, report: PruneReport) -> bool:
+    """Remove the oldest units worth ``before.bytes - limit``; False when there was nothing to remove."""
+    removed = report.entries + report.exports
     dbs: dict[Path, sqlite3.Connection] = {}
     for f in before.files:
+        db = sqlite3.connect(f.path, timeout=30)
         try:
-            db = _connect(f.path)
+            db.execute("PRAGMA journal_mode=WAL")
             _migrate(db, f.path)
             dbs[f.path] = db
         except sqlite3.DatabaseError:  # a damaged file: left for the next build to start afresh
@@ -436,18 +459,7 @@ def prune(root: str | Path | None = None, max_bytes: int | None | str = "default
     finally:
         for db in dbs.values():
             db.close()
-    report.bytes_after = cache_bytes(root)
-    if report.entries or report.exports:
-        log.info(
-            "embedding cache %s: pruned %d entries and %d ONNX exports (%d -> %d bytes, limit %d)",
-            root,
-            report.entries,
-            report.exports,
-            report.bytes_before,
-            report.bytes_after,
-            limit,
-        )
-    return report
+    return report.entries + report.exports > removed
 
 
 def _oldest_rows(path: Path, per_row: float) -> Generator[tuple[float, float, Path, str], None, None]:
