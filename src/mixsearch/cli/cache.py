@@ -20,11 +20,14 @@ cache_app = typer.Typer(
 app.add_typer(cache_app, name="cache")
 
 Folder = Annotated[
-    Optional[Path], typer.Option("--cache-dir", help="The cache folder (default $MIXSEARCH_CACHE_DIR or ~/.cache/mixsearch).")
+    Optional[Path],
+    typer.Option("--cache-dir", help="The cache folder (default $MIXSEARCH_CACHE_DIR or ~/.cache/mixsearch)."),
 ]
 MaxSize = Annotated[
     Optional[str],
-    typer.Option("--max-size", help="Size limit, e.g. 2GB, 500MB, 1GiB, or none (default $MIXSEARCH_CACHE_MAX_BYTES or 2GB)."),
+    typer.Option(
+        "--max-size", help="Size limit, e.g. 2GB, 500MB, 1GiB, or none (default $MIXSEARCH_CACHE_MAX_BYTES or 2GB)."
+    ),
 ]
 
 

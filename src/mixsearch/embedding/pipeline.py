@@ -130,6 +130,8 @@ def embed(
                             fail(i, NOT_FINITE)
                 encoded += len(batch)
                 if cache is not None and finite.any():
-                    cache.put_many([k for k, good in zip(loaded, finite) if good], out[finite], np.asarray(flags)[finite])
+                    cache.put_many(
+                        [k for k, good in zip(loaded, finite) if good], out[finite], np.asarray(flags)[finite]
+                    )
             bar.update(len(batch_keys))
     return Embedded(vectors, ok, truncated, from_cache=from_cache, encoded=encoded)
