@@ -169,7 +169,7 @@ def test_a_0_3_cache_file_and_a_damaged_one_do_not_crash(encoder, tmp_path, capl
     cache.close()
 
 
-def fill(root, n, dim=256, fingerprint="m1", start=0, max_bytes=None):
+def fill(root, n, dim=1024, fingerprint="m1", start=0, max_bytes=None):
     cache = EmbeddingCache(root, fingerprint, dim, max_bytes=max_bytes)
     keys = [f"k{i}" for i in range(start, start + n)]
     rng = np.random.default_rng(start)
@@ -194,7 +194,7 @@ def test_prune_respects_the_limit_and_keeps_recently_used_entries(tmp_path):
     done = prune(tmp_path, limit)
     assert done.bytes_before == before and done.bytes_after <= limit < before
     assert done.exports == 1 and not export.exists() and done.entries > 0
-    cache = EmbeddingCache(tmp_path, "m1", 256, max_bytes=None)
+    cache = EmbeddingCache(tmp_path, "m1", 1024, max_bytes=None)
     kept = cache.get_many(keys)
     cache.close()
     assert set(keys[:20]) <= kept.keys()  # recently used: kept
@@ -214,7 +214,7 @@ def test_a_build_prunes_the_cache_to_its_limit(tmp_path, monkeypatch):
     assert {f.fingerprint: f.entries for f in info.files}["m2"] == 10  # just used: kept
     monkeypatch.setenv("MIXSEARCH_CACHE_MAX_BYTES", "lots")
     with pytest.raises(ms.UsageError, match="MIXSEARCH_CACHE_MAX_BYTES"):
-        EmbeddingCache(tmp_path, "m2", 256)
+        EmbeddingCache(tmp_path, "m2", 1024)
 
 
 def test_sizes_parse():

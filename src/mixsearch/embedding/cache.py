@@ -47,6 +47,7 @@ PRUNE_TO = 0.9
 #: What a document whose embedding came out NaN or infinite is told (the model failed, not the input).
 NOT_FINITE = "the model's embedding of it is not finite (NaN or infinity); not cached, not indexed"
 PAGE_SIZE = 16384
+_EMPTY_PAGES = 6  # an empty cache file: the schema, and the roots of two tables and their three indexes
 _FILE_GLOB = "embeddings-*.sqlite"
 _UNITS = {
     "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -343,8 +344,8 @@ class CacheInfo:
 
 
 def _on_disk(path: Path) -> int:
-    """A SQLite file's bytes, with its write-ahead log."""
-    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+    """A SQLite file's bytes, with its write-ahead log (not the -shm index, a transient 32 KiB)."""
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -449,7 +450,8 @@ def _prune_pass(before: CacheInfo, limit: int, report: PruneReport) -> bool:
             rows = db.execute("SELECT COUNT(*) FROM embedding").fetchone()[0]
             page = db.execute("PRAGMA page_size").fetchone()[0]
             live = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
-            streams.append(_oldest_rows(path, live * page / rows if rows else 0.0))
+            live -= _EMPTY_PAGES  # what an empty file keeps: evicting rows does not free it
+            streams.append(_oldest_rows(path, max(live, 0) * page / rows if rows else 0.0))
         units = heapq.merge(*streams, ((e.last_used, float(e.bytes), e.path, "") for e in before.exports))
         excess: float = before.bytes - limit
         doomed: dict[Path, list[str]] = {}
