@@ -250,7 +250,7 @@ def _take(batch: Mapping[str, np.ndarray], cache: EmbeddingCache, counts: dict[s
         raise ModelError(fatal[0])
     keys = [str(k) for k in batch["key"]]
     errors = [str(e) for e in batch["error"]]
-    finite = np.isfinite(batch["vector"]).all(axis=1) if len(keys) else np.zeros(0, bool)
+    finite = [bool(np.isfinite(np.asarray(v, dtype=np.float32)).all()) for v in batch["vector"]]
     errors = [e or ("" if finite[i] else NOT_FINITE) for i, e in enumerate(errors)]  # never cached
     good = [i for i, e in enumerate(errors) if not e]
     if good:
