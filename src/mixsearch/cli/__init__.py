@@ -4,6 +4,7 @@ from . import (  # noqa: F401 - registers the commands
     add,
     audit,
     bench,
+    cache,
     calibrate,
     delete,
     demo,

@@ -42,7 +42,7 @@ def calibrate(
     Calibrator(method, shift_lambda=shift_lambda, rrf_k=rrf_k).check_params()
     sources = {"query": queries, "text": texts, "image": images, "audio": audio, "video": video}
     set_threads(threads)
-    encoder = load_encoder(model, device=device, runtime=runtime, video_frames=video_frames)
+    encoder = load_encoder(model, device=device, runtime=runtime, video_frames=video_frames, cache_dir=cache_dir)
     cal = fit_calibration(
         encoder,
         {role: path for role, path in sources.items() if path is not None},

@@ -87,7 +87,9 @@ def index(
         on_ray = RayOptions(address=ray_address, workers=ray_workers)
         require("ray.data", "ray", "--ray (encoding on a Ray cluster)")  # before the model loads
     set_threads(threads)
-    encoder = load_encoder(model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames)
+    encoder = load_encoder(
+        model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames, cache_dir=cache_dir
+    )
     options = parse_index_options(index_option)
     if dtype is not None:
         options["dtype"] = dtype

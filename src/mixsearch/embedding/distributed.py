@@ -34,7 +34,7 @@ import numpy as np
 from ..encoders.base import Encoder
 from ..errors import InputError, ModelError, UsageError, require
 from ..progress import progress_bar
-from .cache import EmbeddingCache, content_key
+from .cache import NOT_FINITE, EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,8 @@ def _take(batch: Mapping[str, np.ndarray], cache: EmbeddingCache, counts: dict[s
         raise ModelError(fatal[0])
     keys = [str(k) for k in batch["key"]]
     errors = [str(e) for e in batch["error"]]
+    finite = [bool(np.isfinite(np.asarray(v, dtype=np.float32)).all()) for v in batch["vector"]]
+    errors = [e or ("" if finite[i] else NOT_FINITE) for i, e in enumerate(errors)]  # never cached
     good = [i for i, e in enumerate(errors) if not e]
     if good:
         cache.put_many([keys[i] for i in good], batch["vector"][good], batch["truncated"][good])

@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..ingest.media import shown
 from ..progress import progress_bar
 from ..types import Problem
-from .cache import EmbeddingCache, content_key
+from .cache import NOT_FINITE, EmbeddingCache, content_key
 
 
 @dataclass
@@ -34,7 +34,12 @@ class Embedded:
 
 
 def open_cache(encoder: Encoder, cache_dir: str | Path | None = None) -> EmbeddingCache:
-    """The embedding cache of ``encoder``'s model under ``cache_dir`` (default: ``cache_root()``)."""
+    """The embedding cache of ``encoder``'s model under ``cache_dir`` (default: ``cache_root()``).
+
+    An encoder that keeps files of its own (a transformers model's ONNX export) and was loaded
+    without a ``cache_dir`` keeps them under this one from now on."""
+    if cache_dir is not None and getattr(encoder, "cache_dir", False) is None:
+        encoder.cache_dir = Path(cache_dir)  # type: ignore[attr-defined]
     return EmbeddingCache(cache_dir or cache_root(), encoder.fingerprint, encoder.dim)
 
 
@@ -115,11 +120,18 @@ def embed(
                         fail(i, str(err))
             if batch:
                 out, flags = encoder.encode_with_flags(batch, modality, batch_size=len(batch), progress=False)
-                for key, vector, flag in zip(loaded, out, flags):
+                finite = np.isfinite(out).all(axis=1)  # a NaN would vanish from every ranking: refuse it
+                for key, vector, flag, good in zip(loaded, out, flags, finite):
                     rows = rows_of[key]
-                    vectors[rows], truncated[rows], ok[rows] = vector, flag, True
+                    if good:
+                        vectors[rows], truncated[rows], ok[rows] = vector, flag, True
+                    else:
+                        for i in rows:
+                            fail(i, NOT_FINITE)
                 encoded += len(batch)
-                if cache is not None:
-                    cache.put_many(loaded, out, flags)
+                if cache is not None and finite.any():
+                    cache.put_many(
+                        [k for k, good in zip(loaded, finite) if good], out[finite], np.asarray(flags)[finite]
+                    )
             bar.update(len(batch_keys))
     return Embedded(vectors, ok, truncated, from_cache=from_cache, encoded=encoded)

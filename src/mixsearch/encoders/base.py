@@ -224,12 +224,15 @@ def load_encoder(
     batch_size: int | None = None,
     runtime: str = "auto",
     video_frames: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Encoder:
     """Load an encoder from a Hugging Face id, a local folder, or a bundled short name.
 
     ``runtime``: ``auto``, ``torch`` or ``onnx`` for transformers dual encoders (see
     ``encoders.transformers.RUNTIMES``); other backends run their own way. ``video_frames``:
     frames sampled per video by models that encode video (default 8; X-CLIP takes its own).
+    ``cache_dir``: where a backend keeps files it derives from the model (the ONNX export;
+    default ``cache_root()``).
     """
     source = resolve_model(str(name))
     folder: Path | None = Path(source).expanduser()
@@ -254,6 +257,8 @@ def load_encoder(
         kwargs["video_frames"] = video_frames
     if batch_size:
         kwargs["batch_size"] = batch_size
+    if cache_dir is not None and "cache_dir" in inspect.signature(backend.__init__).parameters:
+        kwargs["cache_dir"] = cache_dir
     encoder = backend(str(folder) if folder else source, **kwargs)  # type: ignore[call-arg]
     # the name an index records and reloads by: bundled names and hub ids as given (portable
     # across installs), other folders as absolute paths (valid from any working directory)

@@ -10,6 +10,7 @@ in PyTorch, with a message saying why.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -32,9 +33,10 @@ MIN_COSINE = 0.9999
 OPSET = 18
 
 
-def export_folder(fingerprint: str) -> Path:
-    """Where a model's towers are exported."""
-    return cache_root() / "onnx" / f"{fingerprint}-v{EXPORT_VERSION}"
+def export_folder(fingerprint: str, root: str | Path | None = None) -> Path:
+    """Where a model's towers are exported: under the cache folder ``root`` (``--cache-dir``;
+    default ``cache_root()``, i.e. ``$MIXSEARCH_CACHE_DIR``), beside the embeddings."""
+    return Path(root or cache_root()) / "onnx" / f"{fingerprint}-v{EXPORT_VERSION}"
 
 
 class OnnxTowers:
@@ -62,15 +64,20 @@ class OnnxTowers:
 
 
 def load_or_export(
-    model: Any, fingerprint: str, text_inputs: dict, pixel_values: Any, threads: int | None = None
+    model: Any,
+    fingerprint: str,
+    text_inputs: dict,
+    pixel_values: Any,
+    threads: int | None = None,
+    root: str | Path | None = None,
 ) -> OnnxTowers:
-    """The model's ONNX towers: loaded from the cache, or exported there first.
+    """The model's ONNX towers: loaded from the cache folder ``root``, or exported there first.
 
     ``text_inputs`` (``input_ids`` and ``attention_mask`` tensors) and ``pixel_values`` are probe
     batches: they trace the export and check its output against ``model``.
     """
     require("onnxruntime", "onnx", "the ONNX runtime")
-    folder = export_folder(fingerprint)
+    folder = export_folder(fingerprint, root)
     if not all((folder / f"{tower}.onnx").is_file() for tower in ("text", "image")):
         _export(model, folder, text_inputs, pixel_values)
     try:
@@ -80,6 +87,8 @@ def load_or_export(
             f"ONNX Runtime cannot load the export in {folder} ({str(err).splitlines()[0][:200]})"
         ) from None
     _check_agreement(model, towers, text_inputs, pixel_values)
+    with contextlib.suppress(OSError):  # last used now: the cache's size limit evicts the oldest first
+        os.utime(folder)
     return towers
 
 

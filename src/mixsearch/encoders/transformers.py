@@ -67,6 +67,7 @@ class TransformersEncoder(Encoder):
         batch_size: int = 32,
         runtime: str = "auto",
         video_frames: int | None = None,
+        cache_dir: str | Path | None = None,
     ):
         import torch
         import transformers
@@ -77,6 +78,9 @@ class TransformersEncoder(Encoder):
             raise UsageError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
         if video_frames is not None and (isinstance(video_frames, bool) or int(video_frames) < 1):
             raise UsageError(f"frames per video must be a positive whole number, got {video_frames!r}")
+        #: Where the ONNX export goes (None: ``cache_root()``); ``open_cache`` binds it to the
+        #: embedding cache's folder when it was not given
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.device = pick_device(device)
         self.fp16 = self.device.startswith("cuda") if fp16 is None else fp16
         self.batch_size = batch_size
@@ -137,7 +141,7 @@ class TransformersEncoder(Encoder):
             raise UsageError(
                 f"runtime 'onnx': model {source!r} ({type(model).__name__}) runs only on PyTorch in mixsearch"
             )
-        if runtime == "onnx" or (runtime == "auto" and export_folder(self.fingerprint).is_dir()):
+        if runtime == "onnx" or (runtime == "auto" and export_folder(self.fingerprint, self.cache_dir).is_dir()):
             self._start_onnx(required=runtime == "onnx")
 
     # -- what it is ---------------------------------------------------------------------------
@@ -222,7 +226,9 @@ class TransformersEncoder(Encoder):
         try:
             pixels = self._pixels([Image.new("RGB", (64, 48), (90, 140, 200))] * 2)["pixel_values"]
             probe = self._tokenize(["a short probe", "a longer probe sentence for the text tower"])
-            self._onnx = load_or_export(self.model, self.fingerprint, probe, pixels, threads=torch.get_num_threads())
+            self._onnx = load_or_export(
+                self.model, self.fingerprint, probe, pixels, threads=torch.get_num_threads(), root=self.cache_dir
+            )
             self.runtime = "onnx"
         except MissingDependencyError:
             if required:
