@@ -91,9 +91,9 @@ def say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Register ``fn`` as a command; a ``MixsearchError`` it raises becomes ``error: ...`` on
-    stderr and the error's exit code."""
+def failing_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with its log on the terminal, and a ``MixsearchError`` it raises turned into
+    ``error: ...`` on stderr and the error's exit code (no traceback)."""
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -104,7 +104,12 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(exit_code(err)) from None
 
-    return app.command()(run)
+    return run
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``fn`` as a top-level command (see ``failing_cleanly``)."""
+    return app.command()(failing_cleanly(fn))
 
 
 #: The exit code of each error class, the first that matches; any other ``MixsearchError`` is 1.

@@ -3,15 +3,13 @@ size limit, emptying it (a thin face over ``mixsearch.embedding.cache``)."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from ..errors import MixsearchError
-from ._app import app, say
+from ._app import app, failing_cleanly, say
 
 cache_app = typer.Typer(
     no_args_is_help=True,
@@ -32,17 +30,8 @@ MaxSize = Annotated[
 
 
 def _command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A ``cache`` subcommand; a ``MixsearchError`` becomes ``error: ...`` and its exit code."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MixsearchError as err:
-            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(err.exit_code) from None
-
-    return cache_app.command()(run)
+    """Register ``fn`` as a ``cache`` subcommand (errors as every command's: ``failing_cleanly``)."""
+    return cache_app.command()(failing_cleanly(fn))
 
 
 def _limit(max_size: Optional[str]) -> int | None:

@@ -202,14 +202,14 @@ class EmbeddingCache:
     def put_many(self, keys: list[str], vectors: np.ndarray, truncated: Sequence[bool] | np.ndarray) -> None:
         """Store vectors (and truncation flags) under their keys, in one transaction.
 
-        A vector that is not finite (NaN, infinity) or not ``dim`` wide is refused (ValueError):
+        A vector that is not finite (NaN, infinity) or not ``dim`` wide is refused (``InputError``):
         callers report such an item instead of storing it."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), -1)
         if vectors.shape[1] != self.dim:
-            raise ValueError(f"embedding cache: vectors of width {vectors.shape[1]}, expected {self.dim}")
+            raise InputError(f"embedding cache: vectors of width {vectors.shape[1]}, expected {self.dim}")
         finite = np.isfinite(vectors).all(axis=1)
         if not finite.all():
-            raise ValueError(f"embedding cache: {int((~finite).sum())} non-finite vector(s) refused")
+            raise InputError(f"embedding cache: {int((~finite).sum())} non-finite vector(s) refused")
         now = time.time()
         rows = []
         for k, v, t in zip(keys, vectors, truncated):
