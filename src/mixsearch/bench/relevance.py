@@ -54,9 +54,9 @@ def fit_relevance(
     cfg = BenchConfig(
         settings=(3,), alpha=alpha, seed=seed, max_queries=max_queries, cache_dir=cache_dir, progress=bool(progress)
     )
-    encoder = model if isinstance(model, Encoder) else load_encoder(model)
     kind_ = detect_kind(dataset) if dataset_kind == "auto" else dataset_kind
-    bench = load_benchmark(dataset, kind_, subset=subset, split=split, seed=seed)
+    bench = load_benchmark(dataset, kind_, subset=subset, split=split, seed=seed)  # a missing dataset fails first
+    encoder = model if isinstance(model, Encoder) else load_encoder(model)
     if calibration is None:
         plan = plan_calibration(calibrate_on, dataset, kind_, bench, split, [subset] if subset else [], seed=seed)
         cal, _, _ = fit_plan(encoder, plan, 0, cfg)

@@ -18,7 +18,7 @@ from typing import Union
 
 import numpy as np
 
-from ..errors import CalibrationError, UsageError
+from ..errors import CalibrationError, UsageError, require
 
 #: Numbers or labels, one per pair: a sequence or a numpy array.
 ArrayLike = Union[Sequence, np.ndarray]
@@ -97,6 +97,7 @@ class RelevanceMap:
         return self
 
     def _fit_one(self, s: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        require("sklearn", "bench", "fitting a relevance map")  # an extra: say which, not a bare ImportError
         if self.kind == "isotonic":
             from sklearn.isotonic import IsotonicRegression
 

@@ -18,6 +18,8 @@ def add(
     """Add documents to an index: encoded with the index's own model and fused with its existing
     calibration (kept as it is; refit with 'mixsearch recalibrate'). One atomic change."""
     from .. import open_index
+    from ..ingest import check_corpus
 
+    check_corpus(corpus)  # before the index's model loads
     report = open_index(index_dir).add(corpus, cache_dir=cache_dir)
     say(report.summary())

@@ -37,10 +37,18 @@ def calibrate(
     """Fit per-modality means on calibration files and save them."""
     from .. import Calibrator, fit_calibration, load_encoder, save_calibration
     from ..encoders.base import set_threads
+    from ..errors import CalibrationError
+    from ..ingest import check_items
 
-    # bad values are usage errors, before the model loads
+    # bad values and missing files fail here, before torch and the model load
     Calibrator(method, shift_lambda=shift_lambda, rrf_k=rrf_k).check_params()
     sources = {"query": queries, "text": texts, "image": images, "audio": audio, "video": video}
+    if method != "none":  # method none fits nothing and reads no file
+        for role, path in sources.items():
+            if path is not None:
+                check_items(path, "text" if role == "query" else role)
+        if all(path is None for path in sources.values()):
+            raise CalibrationError("nothing to fit: give --queries, --texts, --images, --audio and/or --video")
     set_threads(threads)
     encoder = load_encoder(model, device=device, runtime=runtime, video_frames=video_frames, cache_dir=cache_dir)
     cal = fit_calibration(

@@ -67,33 +67,42 @@ def index(
     ),
 ) -> None:
     """Encode, calibrate and index a corpus. Rerun after an interruption: it resumes."""
-    from .. import Calibrator, build_index, load_encoder
+    from .. import Calibrator, build_index, load_calibration, load_encoder
     from ..calibration import shipped_calibration
     from ..encoders.base import set_threads
+    from ..engine.store import check_out_folder
     from ..errors import InputError
+    from ..index.base import check_index_options
+    from ..ingest import check_corpus
 
-    # an impossible alpha or method is a usage error, before anything loads
-    Calibrator(method or "mean", alpha=alpha).check_params()
+    # everything that can be wrong with the arguments fails here, in a second, before torch and the
+    # model load (seconds to minutes): the corpus, the folder, the calibration, the index settings
+    Calibrator(method or "mean", alpha=alpha).check_params()  # an impossible alpha or method is a usage error
+    check_corpus(corpus)
+    check_out_folder(out, corpus)
     if calibration == "shipped":
         shipped = shipped_calibration(model)
         if shipped is None:
             raise InputError(f"model {model!r} ships no calibration file; fit one with 'mixsearch calibrate'")
         calibration = str(shipped)
+    if calibration not in (None, "none", "corpus"):
+        load_calibration(calibration)  # a missing or foreign file; its fit to the model is checked once loaded
+    options = parse_index_options(index_option)
+    if dtype is not None:
+        options["dtype"] = dtype
+    index_kind, options = _backend(backend, uri, index_kind, options)
+    check_index_options(index_kind, options)
     on_ray = None
     if ray or ray_address is not None or ray_workers is not None:
         from ..embedding.distributed import RayOptions
         from ..errors import require
 
         on_ray = RayOptions(address=ray_address, workers=ray_workers)
-        require("ray.data", "ray", "--ray (encoding on a Ray cluster)")  # before the model loads
+        require("ray.data", "ray", "--ray (encoding on a Ray cluster)")
     set_threads(threads)
     encoder = load_encoder(
         model, device=device, batch_size=batch_size, runtime=runtime, video_frames=video_frames, cache_dir=cache_dir
     )
-    options = parse_index_options(index_option)
-    if dtype is not None:
-        options["dtype"] = dtype
-    index_kind, options = _backend(backend, uri, index_kind, options)
     _, report = build_index(
         corpus,
         out,

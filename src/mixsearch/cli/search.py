@@ -87,11 +87,20 @@ def search(
             raise UsageError("a server answers text and image queries; search audio or video here, without --url")
         records = _ask_server(url, token, index_dir, text, image, k, modality, calibration, where, min_relevance)
     else:
-        from ..encoders.base import set_threads
-
-        set_threads(threads)
         found = _search_here(
-            index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where, min_relevance
+            index_dir,
+            text,
+            image,
+            audio,
+            video,
+            k,
+            modality,
+            calibration,
+            device,
+            runtime,
+            where,
+            min_relevance,
+            threads,
         )
         records = [hit.to_dict() for hit in found]
     if as_json:
@@ -107,14 +116,31 @@ def search(
 
 
 def _search_here(
-    index_dir, text, image, audio, video, k, modality, calibration, device, runtime, where=None, min_relevance=None
+    index_dir,
+    text,
+    image,
+    audio,
+    video,
+    k,
+    modality,
+    calibration,
+    device,
+    runtime,
+    where=None,
+    min_relevance=None,
+    threads=None,
 ) -> list[Hit]:
     """Load the index and its model in this process (seconds: torch and the model load)."""
     from .. import open_index
+    from ..encoders.base import set_threads
 
-    index = open_index(index_dir, device=device, runtime=runtime)
+    index = open_index(index_dir, device=device, runtime=runtime)  # the folder only: the model loads on first use
     if calibration == "plain":
         index = index.with_calibration("none")
+    # an empty list of queries checks k, modality, where and min_relevance against this index
+    # and encodes nothing: a mistake there fails before torch is imported and the model loads
+    index.search([], k=k, modality=modality, where=where, min_relevance=min_relevance)
+    set_threads(threads)
     return index.search(
         text, image=image, audio=audio, video=video, k=k, modality=modality, where=where, min_relevance=min_relevance
     )

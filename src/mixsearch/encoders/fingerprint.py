@@ -79,7 +79,38 @@ def _file_digest(path: Path) -> str:
     return memo[key]
 
 
-def count_truncated(tokenizer, texts: list[str], max_length: int) -> list[bool]:
-    """Which texts are longer than ``max_length`` tokens (and so are cut by the encoder)."""
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    return [n > max_length for n in lengths]
+#: A text is first cut to this many characters per token of context (tokens average 3-5
+#: characters in English; more in a text of long words, fewer in CJK), so tokenising a 10 MB text
+#: costs what tokenising its head costs.
+CHARS_PER_TOKEN = 8
+#: Tokens a cut head must have beyond the context for the cut to be safe: the cut (at whitespace)
+#: can only change the tokens at its end, which truncation drops anyway.
+CUT_MARGIN = 8
+
+
+def cut_texts(tokenizer, texts: list[str], max_length: int) -> tuple[list[str], list[bool]]:
+    """Each text, cut at whitespace to a head that still has more than ``max_length`` tokens (the
+    tokens the encoder keeps are the same), and whether it is truncated (longer than ``max_length``
+    tokens). A head with too few tokens (long words) is grown until it has enough, or is the text."""
+    heads, truncated = list(texts), [False] * len(texts)
+    todo, budget = list(range(len(texts))), max(1, max_length) * CHARS_PER_TOKEN
+    while todo:
+        cut = {i: _head(texts[i], budget) for i in todo}
+        counts = [len(ids) for ids in tokenizer([cut[i] for i in todo], add_special_tokens=True)["input_ids"]]
+        still = []
+        for i, n in zip(todo, counts):
+            if len(cut[i]) == len(texts[i]) or n > max_length + CUT_MARGIN:
+                heads[i], truncated[i] = cut[i], n > max_length
+            else:
+                still.append(i)
+        todo, budget = still, budget * 4
+    return heads, truncated
+
+
+def _head(text: str, budget: int) -> str:
+    """``text`` cut to about ``budget`` characters: at its last whitespace there, so no word is
+    split (a text with no whitespace near there, CJK say, is cut at ``budget`` itself)."""
+    if len(text) <= budget:
+        return text
+    at = max(text.rfind(space, 0, budget + 1) for space in " \n\t\r")
+    return text[:at] if at > budget // 2 else text[:budget]

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import Encoder, pick_device
-from .fingerprint import count_truncated, fingerprint_weights, local_folder
+from .fingerprint import cut_texts, fingerprint_weights, local_folder
 
 
 def accepts(source: str, folder: Path | None) -> bool:
@@ -41,6 +41,6 @@ class SentenceTransformerEncoder(Encoder):
         self.fingerprint = fingerprint_weights(local_folder(source), "sentence-transformers")
 
     def _encode_batch(self, batch: list, modality: str) -> tuple[np.ndarray, list[bool]]:
-        truncated = count_truncated(self.model.tokenizer, batch, self.max_length)
-        vectors = self.model.encode(batch, batch_size=len(batch), convert_to_numpy=True, show_progress_bar=False)
+        texts, truncated = cut_texts(self.model.tokenizer, batch, self.max_length)  # a 10 MB text: its head only
+        vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
         return vectors, truncated

@@ -34,7 +34,7 @@ from ..ingest.media import load_media
 from ..ingest.video import DEFAULT_FRAMES, Video, load_video
 from ..vectors import normalize
 from .base import Encoder, pick_device
-from .fingerprint import count_truncated, fingerprint_weights, local_folder
+from .fingerprint import cut_texts, fingerprint_weights, local_folder
 from .onnx import OnnxTowers, export_folder, load_or_export
 
 log = logging.getLogger(__name__)
@@ -341,8 +341,8 @@ class TransformersEncoder(Encoder):
 
     def _encode_batch(self, batch: list, modality: str) -> tuple[np.ndarray, list[bool]]:
         if modality == "text":
-            truncated = count_truncated(self.tokenizer, batch, self.max_length)
-            return self._text_features(self._tokenize(batch)), truncated
+            texts, truncated = cut_texts(self.tokenizer, batch, self.max_length)  # a 10 MB text: its head only
+            return self._text_features(self._tokenize(texts)), truncated
         if modality == "image":
             return self._image_features(batch), [False] * len(batch)
         if modality == "audio":

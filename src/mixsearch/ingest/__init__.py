@@ -1,6 +1,15 @@
 """Ingest: files on disk -> documents and calibration items (``corpus``); media files -> data (``media``)."""
 
-from .corpus import check_id, check_text, document_from_record, read_corpus, read_items, resolve
+from .corpus import (
+    check_corpus,
+    check_id,
+    check_items,
+    check_text,
+    document_from_record,
+    read_corpus,
+    read_items,
+    resolve,
+)
 from .media import (
     LOADERS,
     SUFFIXES,
@@ -15,8 +24,10 @@ from .media import (
 __all__ = [
     "LOADERS",
     "SUFFIXES",
+    "check_corpus",
     "check_id",
     "check_image_size",
+    "check_items",
     "check_regular_file",
     "check_text",
     "document_from_record",

@@ -49,17 +49,24 @@ def _ignore(_: Problem) -> None:
     pass
 
 
+def check_corpus(path: str | Path) -> Path:
+    """``path`` if it can be a corpus (a JSON Lines file or a folder), else an ``InputError``:
+    what ``read_corpus`` checks first, callable before a model loads for it."""
+    path = Path(path)
+    if path.is_dir() or path.is_file():
+        return path
+    if path.exists():
+        raise InputError(f"{shown(path)}: a corpus is a JSON Lines file or a folder, and this is neither")
+    raise InputError(f"{shown(path)}: no such corpus file or folder")
+
+
 def read_corpus(path: str | Path, report: Report = _ignore) -> Iterator[Document]:
     """Yield the documents of a JSON Lines file or a folder; bad entries go to ``report``."""
-    path = Path(path)
+    path = check_corpus(path)
     if path.is_dir():
         yield from _read_folder(path, report)
-    elif path.is_file():
-        yield from _read_jsonl(path, report)
-    elif path.exists():
-        raise InputError(f"{shown(path)}: a corpus is a JSON Lines file or a folder, and this is neither")
     else:
-        raise InputError(f"{shown(path)}: no such corpus file or folder")
+        yield from _read_jsonl(path, report)
 
 
 def _lines(path: Path, report: Report) -> Iterator[tuple[str, str]]:
@@ -397,21 +404,13 @@ def read_items(path: str | Path, modality: str, report: Report = _ignore) -> Ite
     Files are read as the corpus is (see ``read_corpus``): a bad line or file is reported and skipped.
     Media paths are absolute.
     """
-    path = Path(path)
-    if modality not in MODALITIES:
-        raise InputError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    path = check_items(path, modality)
     if path.is_dir():
-        if modality == "text":
-            raise InputError(f"{shown(path)}: text items come from a file (one per line, or JSON Lines)")
         for p, _ in _walk(path, report):
             if p.suffix.lower() in SUFFIXES[modality]:
                 yield Path(os.path.abspath(p))
         return
-    if not path.is_file():
-        raise InputError(f"{shown(path)}: no such file or folder")
     jsonl = path.suffix.lower() in JSONL_SUFFIXES
-    if modality != "text" and not jsonl:
-        raise InputError(f"{shown(path)}: {modality} items come from a folder or JSON Lines with a '{modality}' field")
     base = Path(os.path.abspath(path.parent))
     for where, line in _lines(path, report):
         line = line.strip()
@@ -433,6 +432,23 @@ def read_items(path: str | Path, modality: str, report: Report = _ignore) -> Ite
             report(Problem(where, str(err)))
             continue
         yield item
+
+
+def check_items(path: str | Path, modality: str) -> Path:
+    """``path`` if it can hold calibration items of ``modality`` (see ``read_items``), else an
+    ``InputError``: what ``read_items`` checks first, callable before a model loads for them."""
+    path = Path(path)
+    if modality not in MODALITIES:
+        raise InputError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    if path.is_dir():
+        if modality == "text":
+            raise InputError(f"{shown(path)}: text items come from a file (one per line, or JSON Lines)")
+        return path
+    if not path.is_file():
+        raise InputError(f"{shown(path)}: no such file or folder")
+    if modality != "text" and path.suffix.lower() not in JSONL_SUFFIXES:
+        raise InputError(f"{shown(path)}: {modality} items come from a folder or JSON Lines with a '{modality}' field")
+    return path
 
 
 def check_text(text: str) -> str:
