@@ -44,7 +44,7 @@ lint: $(DEV_STAMP)
 
 # the documentation site (mkdocs.yml, docs/) into build/site/; --strict: a broken link or reference fails
 docs: $(DEV_STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -13,7 +13,7 @@ package each, data flowing one way.
 from ._version import __version__
 from .calibration import Calibrator, fit_calibration, load_calibration, save_calibration
 from .encoders import Encoder, load_encoder
-from .engine import BuildReport, MixIndex, SearchResults, build_index, open_index
+from .engine import BuildReport, Manifest, MixIndex, SearchResults, UpdateReport, build_index, open_index
 from .errors import (
     BenchError,
     CalibrationError,
@@ -41,6 +41,7 @@ __all__ = [
     "Filter",
     "Hit",
     "InputError",
+    "Manifest",
     "MissingDependencyError",
     "MixIndex",
     "MixsearchError",
@@ -48,6 +49,7 @@ __all__ = [
     "Problem",
     "Query",
     "SearchResults",
+    "UpdateReport",
     "UsageError",
     "VectorIndex",
     "VectorIndexError",
