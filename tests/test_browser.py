@@ -92,22 +92,22 @@ def test_search_from_a_browser(live, browser, tmp_path):
     assert "q=dog+beach+grass" in page.url  # a text search is a shareable address
     assert all_images_loaded(page, "#results .thumb img")
     badges = set(page.locator("[data-column=calibrated] .badge").all_inner_texts())
-    assert {"T", "I", "I+T"} <= badges, badges
+    assert {"T", "I", "M"} <= badges, badges
     assert page.locator("[data-column=calibrated] .card").count() == 10
-    assert page.locator("[data-column=plain]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
+    assert page.locator("[data-column=none]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
     assert page.locator("[data-column=calibrated] .share .seg").count() >= 2
     keep(page, tmp_path, "search.png")
 
     # toggle the calibration: one ranking at a time, remembered in the address
-    page.click("label[for=view-plain]")
-    assert page.locator("[data-column=plain]").is_visible()
+    page.click("label[for=view-none]")
+    assert page.locator("[data-column=none]").is_visible()
     assert not page.locator("[data-column=calibrated]").is_visible()
-    assert "view=plain" in page.url
+    assert "view=none" in page.url
     page.click("label[for=view-calibrated]")
     assert page.locator("[data-column=calibrated]").is_visible()
-    assert not page.locator("[data-column=plain]").is_visible()
+    assert not page.locator("[data-column=none]").is_visible()
     page.click("label[for=view-both]")
-    assert page.locator("[data-column=plain]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
+    assert page.locator("[data-column=none]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
 
     # a hostile document text shows as text, and runs nothing
     page.fill("#q", f"{XSS} dog beach")

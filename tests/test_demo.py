@@ -34,7 +34,7 @@ def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     assert result.exit_code == 0, result.output
     out = result.output
     assert out.count("Query:") == 3 and "plain CLIP" in out and "GR-calibrated" in out
-    assert "the corpus itself: 50 text, 50 image, 50 image+text" in out
+    assert "the corpus itself: 50 text, 50 image, 50 multimodal" in out
     bench = load_captions(SAMPLE, seed=0)
     relevant = {q: next(iter(docs)) for q, docs in bench.qrels.items()}
     for name in ("plain", "calibrated"):
