@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..errors import MixsearchError, UsageError
-from . import media, queries
 from ..types import MODALITY_TAGS
+from . import media, queries
 from .state import VIEW_ALIASES, NotFound, Registry, Served, manifest_of
 from .uploads import thumbnail_data_uri
 
