@@ -46,3 +46,15 @@ def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     assert cal.method == "mean" and cal.counts["query"] >= 5000  # the train-split means, not the corpus
     hits = open_index(tmp_path / "demo" / "calibrated").search("a dog running in the snow", k=5)
     assert len(hits) == 5
+
+
+def test_demo_page_and_audit_tag_modalities_alike():
+    """One short tag per modality (T, I, M, A, V), the same in the demo, on the page and in the audit."""
+    from mixsearch.audit.page import SHORT
+    from mixsearch.demo import MARK, _cell
+    from mixsearch.types import MODALITY_TAGS, Hit
+
+    assert MARK == SHORT == MODALITY_TAGS and MODALITY_TAGS["multimodal"] == "M"
+    assert _cell(Hit(1, "d1", 0.5, "multimodal", text="a dog"), {"d1"}, 30).startswith("1.*M  +0.50 a dog")
+    page = pytest.importorskip("mixsearch.server.page", reason="the page needs the 'serve' extra")
+    assert {m: tag for m, (tag, _) in page.BADGES.items()} == MODALITY_TAGS
