@@ -287,7 +287,7 @@ def test_page_renders_in_a_browser(indexes, tmp_path):
     report = audit_index(indexes["gap"], probes=[xss, "red ball"], k=5)
     page_path = report.write_html(tmp_path / "audit.html")
     html = page_path.read_text()
-    assert "<script>" not in html and "&lt;b&gt;:IT" in html and "<b>:IT" not in html and "&lt;script&gt;" in html
+    assert "<script>" not in html and "&lt;b&gt;:M" in html and "<b>:M" not in html and "&lt;script&gt;" in html
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
         try:
@@ -303,7 +303,7 @@ def test_page_renders_in_a_browser(indexes, tmp_path):
                 assert box is not None and box["width"] > 100 and box["height"] > 100
             assert page.evaluate("window.pwned") is None  # the probe text was shown, not run
             assert xss in page.inner_text("table.examples")
-            assert "<b>:IT" in page.inner_text("table.examples")
+            assert "<b>:M" in page.inner_text("table.examples")
         finally:
             browser.close()
 
@@ -372,6 +372,6 @@ def test_page_escapes_document_texts(monkeypatch):
         gap={"raw": side, "calibrated": side},
     )
     html = page.render(report)
-    assert "<script>" not in html and html.count("&lt;script&gt;") == 3 and "&lt;b&gt;:IT" in html
+    assert "<script>" not in html and html.count("&lt;script&gt;") == 3 and "&lt;b&gt;:M" in html
     assert '<p class="verdict" id="verdict"><strong>Verdict:</strong> biased</p>' in html
     assert html.count("data:image/png;base64,UE5H") == 3 and '<table class="examples">' in html

@@ -92,22 +92,22 @@ def test_search_from_a_browser(live, browser, tmp_path):
     assert "q=dog+beach+grass" in page.url  # a text search is a shareable address
     assert all_images_loaded(page, "#results .thumb img")
     badges = set(page.locator("[data-column=calibrated] .badge").all_inner_texts())
-    assert {"T", "I", "I+T"} <= badges, badges
+    assert {"T", "I", "M"} <= badges, badges
     assert page.locator("[data-column=calibrated] .card").count() == 10
-    assert page.locator("[data-column=plain]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
+    assert page.locator("[data-column=none]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
     assert page.locator("[data-column=calibrated] .share .seg").count() >= 2
     keep(page, tmp_path, "search.png")
 
     # toggle the calibration: one ranking at a time, remembered in the address
-    page.click("label[for=view-plain]")
-    assert page.locator("[data-column=plain]").is_visible()
+    page.click("label[for=view-none]")
+    assert page.locator("[data-column=none]").is_visible()
     assert not page.locator("[data-column=calibrated]").is_visible()
-    assert "view=plain" in page.url
+    assert "view=none" in page.url
     page.click("label[for=view-calibrated]")
     assert page.locator("[data-column=calibrated]").is_visible()
-    assert not page.locator("[data-column=plain]").is_visible()
+    assert not page.locator("[data-column=none]").is_visible()
     page.click("label[for=view-both]")
-    assert page.locator("[data-column=plain]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
+    assert page.locator("[data-column=none]").is_visible() and page.locator("[data-column=calibrated]").is_visible()
 
     # a hostile document text shows as text, and runs nothing
     page.fill("#q", f"{XSS} dog beach")
@@ -151,4 +151,43 @@ def test_bad_input_in_the_browser(live, browser, tmp_path):
     page.click("button.go")
     page.wait_for_selector(".error")
     assert "not an image" in page.locator(".error").inner_text()
+    page.close()
+
+
+def test_metadata_moves_where_and_share_labels_in_the_browser(live, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(live.url + "/?q=dog+beach+grass&k=14")
+    page.wait_for_selector("#results .card")
+    # each hit's metadata fields
+    assert page.locator("[data-column=calibrated] .card .fields dt").first.inner_text() == "year"
+    assert page.locator("[data-column=calibrated] .fields").count() >= 12
+    # what calibration moved, against the plain ranking (▲n / ▼n / new), in the calibrated column only
+    moved = page.locator("[data-column=calibrated] .moved").all_inner_texts()
+    assert moved and all(m == "new" or m[0] in "▲▼" for m in moved), moved
+    assert page.locator("[data-column=none] .moved").count() == 0
+    # every share label is whole: inside its legend, and not cut by it
+    for column in ("calibrated", "none"):
+        legend = page.locator(f"[data-column={column}] .share-legend")
+        box = legend.bounding_box()
+        labels = legend.locator("li")
+        assert labels.count() >= 2
+        for i in range(labels.count()):
+            label = labels.nth(i).bounding_box()
+            assert box["x"] <= label["x"] and label["x"] + label["width"] <= box["x"] + box["width"] + 0.5
+            assert box["y"] <= label["y"] and label["y"] + label["height"] <= box["y"] + box["height"] + 0.5
+            fits = labels.nth(i).evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+            assert fits, labels.nth(i).inner_text()
+    keep(page, tmp_path, "moves-and-fields.png")
+    # the where box filters; a bad condition shows the API's message
+    page.fill("#where", "source = 'wiki'")
+    page.press("#where", "Enter")
+    page.wait_for_selector("#results .card")
+    assert "where=source" in page.url
+    sources = page.locator("[data-column=calibrated] .fields div:has(dt:text-is('source')) dd").all_inner_texts()
+    assert sources and set(sources) == {"wiki"}
+    page.fill("#where", "colour = 'red'")
+    page.press("#where", "Enter")
+    page.wait_for_selector(".error")
+    assert "unknown field 'colour'" in page.locator(".error").inner_text()
+    assert page.input_value("#where") == "colour = 'red'"  # kept, to fix
     page.close()

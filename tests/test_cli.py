@@ -66,7 +66,7 @@ def test_calibrate_index_search(tiny_clip, mixed_corpus, tmp_path):
 
     code, out = run("recalibrate", tmp_path / "idx", "--calibration", "none", "--alpha", "0.5")
     assert code == 0 and "calibration none from none, alpha 0.5" in out
-    code, out = run("info", tmp_path / "idx")
+    code, out = run("info", tmp_path / "idx", "--json")
     assert json.loads(out)["calibration"]["method"] == "none"
 
 
@@ -153,3 +153,47 @@ def test_console_script_runs_as_a_process(tiny_clip, mixed_corpus, tmp_path):
         timeout=300,
     )
     assert done.returncode == 0 and len(done.stdout.strip().splitlines()) == 10
+
+
+def test_search_and_info_speak_for_people(tiny_clip, tmp_path, monkeypatch):
+    """search: media paths relative to the current folder and each hit's metadata, in text and
+    JSON; --modality and --calibration take the old names; info: a readable summary with the
+    filterable fields and their SQL types (--json for machines)."""
+    from conftest import write_image
+
+    (tmp_path / "img").mkdir()
+    records = [
+        {"id": "t0", "text": "a red ball on grass", "year": 2021, "source": "wiki"},
+        {"id": "i0", "image": "img/i0.png", "year": 2019, "source": "news agency"},
+        {"id": "m0", "text": "a dog", "image": str(write_image(tmp_path / "img" / "m0.png", 3)), "year": 2020},
+    ]
+    write_image(tmp_path / "img" / "i0.png", 1)
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, out = run("index", tmp_path / "corpus.jsonl", "--model", tiny_clip, "--out", tmp_path / "idx")
+    assert code == 0, out
+    monkeypatch.chdir(tmp_path)
+
+    code, out = run("search", "idx", "a red ball", "-k", "3")
+    assert code == 0, out
+    assert "[img/i0.png]" in out and "[img/m0.png]" in out and str(tmp_path) not in out
+    assert "(year=2021, source=wiki)" in out and 'source="news agency"' in out
+    code, out = run("search", "idx", "a red ball", "-k", "3", "--json")
+    by_id = {h["id"]: h for h in map(json.loads, out.strip().splitlines())}
+    assert by_id["i0"]["metadata"] == {"year": 2019, "source": "news agency"}
+
+    for name in ("multimodal", "image+text", "IT", "I+T", "image_text"):
+        code, out = run("search", "idx", "a red ball", "--modality", name, "--json")
+        assert code == 0 and [json.loads(line)["modality"] for line in out.strip().splitlines()] == ["multimodal"]
+    plain = [run("search", "idx", "a red ball", "--calibration", name, "--json") for name in ("none", "plain")]
+    assert plain[0] == plain[1] and plain[0][0] == 0
+    assert "'calibrated' or 'none'" in run("search", "idx", "ball", "--calibration", "raw")[1]
+
+    code, out = run("info", "idx")
+    assert code == 0, out
+    assert "documents    3: 1 text, 1 image, 1 multimodal" in out
+    assert "fields       modality VARCHAR  year BIGINT  source VARCHAR" in out
+    assert json.loads(run("info", "idx", "--json")[1])["fields"] == {
+        "modality": "VARCHAR",
+        "year": "BIGINT",
+        "source": "VARCHAR",
+    }

@@ -34,7 +34,7 @@ def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     assert result.exit_code == 0, result.output
     out = result.output
     assert out.count("Query:") == 3 and "plain CLIP" in out and "GR-calibrated" in out
-    assert "the corpus itself: 50 text, 50 image, 50 image+text" in out
+    assert "the corpus itself: 50 text, 50 image, 50 multimodal" in out
     bench = load_captions(SAMPLE, seed=0)
     relevant = {q: next(iter(docs)) for q, docs in bench.qrels.items()}
     for name in ("plain", "calibrated"):
@@ -46,3 +46,15 @@ def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     assert cal.method == "mean" and cal.counts["query"] >= 5000  # the train-split means, not the corpus
     hits = open_index(tmp_path / "demo" / "calibrated").search("a dog running in the snow", k=5)
     assert len(hits) == 5
+
+
+def test_demo_page_and_audit_tag_modalities_alike():
+    """One short tag per modality (T, I, M, A, V), the same in the demo, on the page and in the audit."""
+    from mixsearch.audit.page import SHORT
+    from mixsearch.demo import MARK, _cell
+    from mixsearch.types import MODALITY_TAGS, Hit
+
+    assert MARK == SHORT == MODALITY_TAGS and MODALITY_TAGS["multimodal"] == "M"
+    assert _cell(Hit(1, "d1", 0.5, "multimodal", text="a dog"), {"d1"}, 30).startswith("1.*M  +0.50 a dog")
+    page = pytest.importorskip("mixsearch.server.page", reason="the page needs the 'serve' extra")
+    assert {m: tag for m, (tag, _) in page.BADGES.items()} == MODALITY_TAGS

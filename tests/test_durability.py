@@ -331,39 +331,49 @@ def test_a_cleanup_failure_after_the_commit_keeps_the_new_state(tiny_clip, two_c
 
 
 OPENER = r"""
-import sys, time
+import sys
 import mixsearch as ms
 from mixsearch import MixsearchError
-folder, seconds = sys.argv[1], float(sys.argv[2])
+folder, min_opens, min_generations, max_opens = sys.argv[1], *map(int, sys.argv[2:])
 opened = failed = 0
-end = time.monotonic() + seconds
-while time.monotonic() < end:
+seen = set()
+# counts, not a time window: open until enough opens have met enough commits (the cap only
+# stops a runaway loop when the writer has stopped committing)
+while (opened < min_opens or len(seen) < min_generations) and opened + failed < max_opens:
     try:
-        ms.open_index(folder)
+        seen.add(ms.open_index(folder).manifest.generation)
         opened += 1
     except MixsearchError as err:
         failed += 1
         print(type(err).__name__, err, file=sys.stderr)
-print(opened, failed)
+print(opened, failed, len(seen))
 """
 
 
 @pytest.mark.slow
 def test_readers_opening_during_commits_never_fail(tiny_clip, two_corpora, tmp_path):
     """A reader in another process opens the index over and over while this one recalibrates it:
-    every open succeeds (a reader that meets a generation being removed retries with the new one)."""
+    every open succeeds (a reader that meets a generation being removed retries with the new one).
+    The reader stops on counts (N opens that saw K generations), not after some seconds, so a slow
+    machine makes the test longer, never flaky."""
+    min_opens, min_generations = 20, 8
     out = tmp_path / "idx"
     ms.build_index(two_corpora[0], out, str(tiny_clip), calibration="none", progress=False)
     reader = subprocess.Popen(
-        [sys.executable, "-c", OPENER, str(out), "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", OPENER, str(out), str(min_opens), str(min_generations), "5000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     index, changes = ms.open_index(out), 0
-    while reader.poll() is None:
+    while reader.poll() is None and changes < 2000:  # every commit is a new generation for the reader to meet
         index.recalibrate("none", alpha=(changes % 10) / 10)
         changes += 1
-    stdout, stderr = reader.communicate(timeout=60)
-    opened, failed = map(int, stdout.split())
-    assert changes > 5 and opened > 5 and failed == 0, stderr[-2000:]
+    stdout, stderr = reader.communicate(timeout=300)
+    opened, failed, generations = map(int, stdout.split())
+    assert failed == 0, stderr[-2000:]
+    # every generation past the first was committed while the reader was in its open loop
+    assert opened >= min_opens and generations >= min_generations, (opened, generations, changes, stderr[-2000:])
 
 
 def test_recalibrate_with_only_alpha_keeps_the_calibration(tmp_path):

@@ -247,7 +247,7 @@ def test_cli_index_hnsw_info_search(tiny_clip, mixed_corpus, tmp_path):
         "index", mixed_corpus, "--out", out, "--model", tiny_clip, "--index", "hnsw", "--index-option", "M=12"
     )
     assert code == 0, text
-    code, text = run("info", out)
+    code, text = run("info", out, "--json")
     assert code == 0, text
     assert json.loads(text)["index"]["kind"] == "hnsw" and json.loads(text)["index"]["options"]["M"] == 12
     code, text = run("search", out, "a dog", "-k", "3", "--json")

@@ -3,7 +3,7 @@ import pytest
 from conftest import random_unit
 
 import mixsearch as ms
-from mixsearch import ExactIndex, VectorIndexError
+from mixsearch import ExactIndex, UsageError, VectorIndexError
 from mixsearch.index import exact as index_module
 
 
@@ -93,3 +93,16 @@ def test_engine_opens_the_kind_the_manifest_names(tiny_clip, mixed_corpus, tmp_p
     with pytest.raises(VectorIndexError, match="unknown index kind"):
         ms.build_index(mixed_corpus, tmp_path / "other", str(tiny_clip), kind="nope", progress=False)
     assert not (tmp_path / "other").exists()
+
+
+def test_modality_has_one_name_and_takes_its_aliases():
+    """``multimodal`` is the name; image+text, IT, I+T, image_text are read as it, wherever a filter is made."""
+    from mixsearch.index import Filter
+    from mixsearch.types import modality_name
+
+    for alias in ("multimodal", "image+text", "IT", "I+T", "image_text", " Image+Text "):
+        assert modality_name(alias) == "multimodal"
+        assert Filter.of(alias).modality == {"multimodal"}
+    assert Filter.of(["text", "IT"]).modality == {"text", "multimodal"}
+    with pytest.raises(UsageError, match="unknown modality pictures"):
+        Filter.of("pictures")

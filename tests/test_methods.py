@@ -267,7 +267,7 @@ def test_build_and_recalibrate_with_a_method(engine, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["recalibrate", str(tmp_path / "idx"), "--method", "shift", "--calibration", "corpus"])
     assert res.exit_code == 0, res.output
-    info = runner.invoke(app, ["info", str(tmp_path / "idx")])
+    info = runner.invoke(app, ["info", str(tmp_path / "idx"), "--json"])
     manifest = json.loads(info.output)
     assert manifest["calibration"]["method"] == "shift" and manifest["calibration"]["lambda"] == 1.0
     bad = runner.invoke(app, ["recalibrate", str(tmp_path / "idx"), "--method", "whiten"])

@@ -374,7 +374,7 @@ def test_cli_backend_milvus(tiny_clip, mixed_corpus, milvus_uri, tmp_path):
     common = ["index", mixed_corpus, "--out", out, "--model", tiny_clip, "--calibration", "none"]
     result = run(*common, "--backend", "milvus", "--uri", milvus_uri)  # the default index type, AUTOINDEX
     assert result.exit_code == 0, result.output
-    info = json.loads(run("info", out).stdout)
+    info = json.loads(run("info", out, "--json").stdout)
     assert info["index"]["kind"] == "milvus" and info["backend"]["uri"] == milvus_uri
     assert info["backend"]["index_type"] == "AUTOINDEX"
     assert info["backend"]["collection"] in collections(milvus_uri)

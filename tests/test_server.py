@@ -4,8 +4,10 @@ answers as the Python API, token, media safety, upload limits, escaping, reload.
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import os
+import re
 import shutil
 import tempfile
 
@@ -73,7 +75,7 @@ def test_health_and_info(client, index_folder):
     assert about["model"]["fingerprint"] == ms.open_index(index_folder).model.fingerprint
     assert about["calibration"]["method"] == "mean" and "source" in about["calibration"]
     assert "counts" in about["calibration"] and "provenance" in about["calibration"]
-    assert about["views"] == {"calibrated": "mean", "plain": "none"}
+    assert about["views"] == {"calibrated": "mean", "none": "none"}
 
 
 def test_openapi_docs(client):
@@ -94,8 +96,13 @@ def test_text_search_is_the_python_api(client, local):
     assert answer["calibration"]["view"] == "calibrated" and answer["calibration"]["method"] == "mean"
     same_hits(answer["hits"], index.search("dog on the beach", k=5))
     plain_answer = client.get("/api/search", params={"q": "dog on the beach", "k": 5, "calibration": "plain"}).json()
-    assert plain_answer["calibration"]["method"] == "none"
+    assert plain_answer["calibration"]["method"] == "none" and plain_answer["calibration"]["view"] == "none"
     same_hits(plain_answer["hits"], plain.search("dog on the beach", k=5))
+    none_answer = client.get("/api/search", params={"q": "dog on the beach", "k": 5, "calibration": "none"}).json()
+    assert none_answer["hits"] == plain_answer["hits"]
+    for asked in ("multimodal", "image+text", "IT", "I+T", "image_text"):  # one name, its aliases taken
+        only = client.get("/api/search", params={"q": "dog", "k": 3, "modality": asked}).json()
+        assert only["modality"] == ["multimodal"] and {h["modality"] for h in only["hits"]} == {"multimodal"}
 
 
 def test_modality_filter(client, local):
@@ -133,7 +140,7 @@ def test_image_and_image_text_upload(client, local, index_folder):
         files={"image": ("q.png", data, "image/png")},
         data={"q": "a dog", "k": "4", "calibration": "plain", "modality": "text"},
     ).json()
-    assert both["query"]["kind"] == "image+text" and both["calibration"]["view"] == "plain"
+    assert both["query"]["kind"] == "image+text" and both["calibration"]["view"] == "none"  # plain: an alias
     same_hits(both["hits"], plain.search("a dog", image=image, k=4, modality="text"))
 
 
@@ -160,6 +167,8 @@ def test_batch(client, local):
     assert answer["results"][3]["hits"] == single["hits"]
     plain_answer = client.post("/api/search/batch", json={**body, "calibration": "plain"}).json()
     same_hits(plain_answer["results"][0]["hits"], plain.search("a dog", k=3))
+    none_answer = client.post("/api/search/batch", json={**body, "calibration": "none"}).json()
+    assert none_answer["results"] == plain_answer["results"] and none_answer["calibration"]["view"] == "none"
 
 
 # -- documents and media ------------------------------------------------------------------------
@@ -424,15 +433,33 @@ def test_page(client):
     assert "script-src 'self'" in home.headers["content-security-policy"]
     page = client.get("/", params={"q": "dog beach", "k": 20})
     assert page.status_code == 200
-    assert page.text.count('data-column="calibrated"') == 1 and page.text.count('data-column="plain"') == 1
+    assert page.text.count('data-column="calibrated"') == 1 and page.text.count('data-column="none"') == 1
     assert 'class="badge b-text"' in page.text and 'class="badge b-image"' in page.text
     assert "/api/thumbnail/" in page.text and "More like this" in page.text and "share of each modality" in page.text
-    like = client.get("/", params={"like": "i1", "view": "plain"})
-    assert like.status_code == 200 and "more like" in like.text and 'data-view="plain"' in like.text
+    like = client.get("/", params={"like": "i1", "view": "plain"})  # the old name of none, still read
+    assert like.status_code == 200 and "more like" in like.text and 'data-view="none"' in like.text
     upload = client.post("/", files={"image": ("mine.png", png_bytes(5), "image/png")}, data={"q": "dog", "k": "10"})
     assert upload.status_code == 200 and "data:image/jpeg;base64," in upload.text and "image+text query" in upload.text
     empty_file = client.post("/", files={"image": ("", b"", "application/octet-stream")}, data={"q": "dog"})
     assert empty_file.status_code == 200 and "text query" in empty_file.text
+
+
+def test_page_shows_metadata_moves_and_takes_where(client):
+    page = client.get("/", params={"q": "dog beach", "k": 14})
+    assert page.status_code == 200
+    assert '<dt>year</dt><dd title="2010">2010</dd>' in page.text and "<dt>source</dt>" in page.text
+    calibrated = page.text.split('data-column="none"')[0]  # the calibrated column comes first
+    assert 'class="moved up"' in calibrated or 'class="moved down"' in calibrated  # calibration moved something
+    assert "plain CLIP ranked it #" in calibrated and 'class="moved' not in page.text.split('data-column="none"')[1]
+    assert 'class="share-legend"' in page.text and 'id="where"' in page.text and "year (BIGINT)" in page.text
+    only = client.get("/", params={"q": "dog beach", "k": 14, "where": "source = 'wiki' AND year > 2012"})
+    assert only.status_code == 200 and 'value="source = &#39;wiki&#39; AND year &gt; 2012"' in only.text
+    assert set(re.findall(r"<dt>source</dt><dd[^>]*>(\w+)</dd>", only.text)) == {"wiki"}
+    api = client.get("/api/search", params={"q": "dog", "where": "colour = 'red'"})
+    bad = client.get("/", params={"q": "dog", "where": "colour = 'red'"})
+    assert api.status_code == bad.status_code == 422 and 'role="alert"' in bad.text
+    shown = re.search(r'role="alert">(.*?)</div>', bad.text, re.S).group(1)
+    assert html.unescape(shown) == api.json()["detail"]  # the API's 422 detail, as the page shows it
 
 
 def test_page_errors_are_pages(client):
@@ -714,7 +741,7 @@ def test_client_returns_the_hits_of_index_search(app, local):
         assert batch[0] == [_as_served(h) for h in index.search("dog on the beach", k=4)]
         assert batch[1] == client.search(like="m1", k=4)
         assert client.search_response("dog", k=2).calibration.method == "mean"
-        assert client.info().indexes["index"].views == {"calibrated": "mean", "plain": "none"}
+        assert client.info().indexes["index"].views == {"calibrated": "mean", "none": "none"}
         assert client.document("m1").image == "m1.png"
         with pytest.raises(ms.UsageError, match="list of queries"):
             client.search_batch("a dog")  # type: ignore[arg-type]

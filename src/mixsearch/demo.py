@@ -21,10 +21,10 @@ from .calibration import shipped_calibration
 from .encoders import load_encoder
 from .engine import build_index
 from .eval import evaluate, run_from_ranking
+from .types import MODALITY_TAGS as MARK
 
 SAMPLE = Path(__file__).parent / "data" / "flickr8k_sample" / "captions.jsonl"
 DEFAULT_MODEL = "mixclip-flickr8k"
-MARK = {"text": "T", "image": "I", "multimodal": "IT"}
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def run_demo(
     )
     for q in _showcase(bench.queries, bench.qrels, modality_of, show):
         _print_side_by_side(q, bench.qrels[q.id], hits["plain"][q.id][:5], hits["calibrated"][q.id][:5], say)
-    say("                         NDCG@10   share of top-10:  text   image  image+text")
+    say("                         NDCG@10   share of top-10:  text   image  multimodal")
     for name, s in summary.items():
         share = s["top10_share"]
         say(
@@ -98,7 +98,7 @@ def run_demo(
             f"{share['text']:>5.0%}  {share['image']:>5.0%}  {share['multimodal']:>6.0%}"
         )
     counts = {m: sum(1 for d in docs if d.modality == m) for m in ("text", "image", "multimodal")}
-    say(f"  (the corpus itself: {counts['text']} text, {counts['image']} image, {counts['multimodal']} image+text)")
+    say(f"  (the corpus itself: {counts['text']} text, {counts['image']} image, {counts['multimodal']} multimodal)")
     seconds = time.perf_counter() - started
     say(f"\nDone in {seconds:.0f} s. Indexes: {out / 'plain'} and {out / 'calibrated'}; corpus: {corpus}")
     say(f"Next: mixsearch serve {out / 'calibrated'}        (a search page at http://127.0.0.1:8000/)")
@@ -124,7 +124,7 @@ def _print_side_by_side(query, relevant, plain, calibrated, log, width=44) -> No
     log(f"  {'plain CLIP':<{width}}   {'GR-calibrated':<{width}}")
     for a, b in zip(plain, calibrated):
         log(f"  {_cell(a, relevant, width)}   {_cell(b, relevant, width)}")
-    log("  (T text, I image, IT image+text; * the relevant document)\n")
+    log("  (T text, I image, M multimodal: image+text; * the relevant document)\n")
 
 
 def _cell(hit, relevant, width) -> str:

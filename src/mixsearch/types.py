@@ -15,10 +15,28 @@ MODALITIES = ("text", "image", "audio", "video")
 MEDIA = ("image", "audio", "video")
 #: What a document's ``modality`` can be: one of ``MODALITIES``, or ``multimodal`` for several parts.
 DOCUMENT_MODALITIES = (*MODALITIES, "multimodal")
+#: Other names taken for ``multimodal`` wherever a modality is given (Python ``modality=``, CLI
+#: ``--modality``, REST ``modality=``), matched without case; output always says ``multimodal``.
+MODALITY_ALIASES = {
+    "image+text": "multimodal",
+    "text+image": "multimodal",
+    "image_text": "multimodal",
+    "it": "multimodal",
+    "i+t": "multimodal",
+}
+#: Short tags for each document modality, the same in the demo, the page and the audit.
+MODALITY_TAGS = {"text": "T", "image": "I", "multimodal": "M", "audio": "A", "video": "V"}
 #: Roles a calibration mean can be fitted for: queries, and each document modality.
 ROLES = ("query", *MODALITIES)
 #: Names a document's metadata field may not take: the columns of our own.
 RESERVED_FIELDS = ("id", "_id", "text", "title", *MEDIA, "modality")
+
+
+def modality_name(name: str) -> str:
+    """A document modality by its one name: ``"image+text"``, ``"IT"``, ``"I+T"`` or ``"image_text"``
+    give ``"multimodal"``; any other name comes back stripped, to be checked by the caller."""
+    name = name.strip()
+    return MODALITY_ALIASES.get(name.lower(), name)
 
 
 @dataclass(frozen=True)

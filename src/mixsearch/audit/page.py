@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import templates
 from ..errors import require
+from ..types import MODALITY_TAGS
 
 if TYPE_CHECKING:
     from .core import AuditReport
@@ -119,7 +120,7 @@ def _examples(report: AuditReport) -> list[tuple[str, ...]]:
     ]
 
 
-SHORT: dict[str, str] = {"text": "T", "image": "I", "multimodal": "IT", "audio": "A", "video": "V"}
+SHORT: dict[str, str] = MODALITY_TAGS  # the same tags as the demo and the search page
 
 
 def _hits(hits: list[dict]) -> str:

@@ -36,7 +36,9 @@ def search(
     ),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines output for machines."),
     calibration: str = typer.Option(
-        "calibrated", help="'calibrated': the index as stored; 'plain': plain CLIP from the same stored embeddings."
+        "calibrated",
+        help="'calibrated': the index as stored; 'none': plain CLIP from the same stored embeddings "
+        "('plain' is taken too).",
     ),
     url: Optional[str] = typer.Option(
         None,
@@ -77,8 +79,9 @@ def search(
         raise UsageError(f"{image}: no such image file (to search for this as text, use --text)")
     if text is None and image is None and audio is None and video is None:
         raise UsageError("give a query: text, or an image path (--image), an audio clip (--audio) or a video (--video)")
-    if calibration not in ("calibrated", "plain"):
-        raise UsageError(f"--calibration must be 'calibrated' or 'plain', got {calibration!r}")
+    calibration = {"plain": "none"}.get(calibration, calibration)  # plain CLIP's old name
+    if calibration not in ("calibrated", "none"):
+        raise UsageError(f"--calibration must be 'calibrated' or 'none' (plain CLIP), got {calibration!r}")
     from ..calibration.relevance import check_min_relevance
 
     check_min_relevance(min_relevance)
@@ -112,7 +115,8 @@ def search(
         say("no results")
     for hit in hits:
         relevance = "" if hit.relevance is None else f"  rel {hit.relevance:.2f}"
-        typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}{relevance}  {hit.modality:<10}  {hit.id}  {_preview(hit)}")
+        fields = f"  ({_metadata(hit.metadata)})" if hit.metadata else ""  # one line a hit: grep and head work
+        typer.echo(f"{hit.rank:>3}  {hit.score:+.4f}{relevance}  {hit.modality:<10}  {hit.id}  {_preview(hit)}{fields}")
 
 
 def _search_here(
@@ -135,7 +139,7 @@ def _search_here(
     from ..encoders.base import set_threads
 
     index = open_index(index_dir, device=device, runtime=runtime)  # the folder only: the model loads on first use
-    if calibration == "plain":
+    if calibration == "none":
         index = index.with_calibration("none")
     # an empty list of queries checks k, modality, where and min_relevance against this index
     # and encodes nothing: a mistake there fails before torch is imported and the model loads
@@ -165,8 +169,26 @@ def _ask_server(url, token, index_dir, text, image, k, modality, calibration, wh
 
 def _preview(hit, width: int = 80) -> str:
     parts = []
-    parts += [f"[{media}]" for media in (hit.image, hit.audio, hit.video) if media]
+    parts += [f"[{_shown_path(media)}]" for media in (hit.image, hit.audio, hit.video) if media]
     if hit.text:
         text = " ".join(hit.text.split())
         parts.append(text if len(text) <= width else text[: width - 1] + "…")
     return " ".join(parts)
+
+
+def _shown_path(path: str) -> str:
+    """A media path as a person types it: relative to the current folder when it lies inside it
+    (the index stores absolute paths), else as stored."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return path
+
+
+def _metadata(metadata) -> str:
+    """A hit's metadata fields as ``name=value`` pairs (strings quoted only where they hold spaces)."""
+    shown = []
+    for key, value in metadata.items():
+        text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) or " " in value else value
+        shown.append(f"{key}={text}")
+    return ", ".join(shown)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UsageError, VectorIndexError
 from ..registry import Registry
-from ..types import DOCUMENT_MODALITIES
+from ..types import DOCUMENT_MODALITIES, modality_name
 
 #: Per-row document fields an index keeps for filtering: ``{name: array of n values}`` (numpy or
 #: Arrow arrays; ``where.FieldTable`` holds them as one Arrow table).
@@ -29,7 +29,8 @@ class Filter:
     """Which documents a search may return, by their fields.
 
     ``modality``: the document modalities allowed (``text``, ``image``, ``audio``, ``video``,
-    ``multimodal``), or None for all. ``where``: an SQL ``WHERE`` condition over the documents'
+    ``multimodal``; ``Filter.of`` also takes ``image+text`` and the other ``MODALITY_ALIASES``), or
+    None for all. ``where``: an SQL ``WHERE`` condition over the documents'
     metadata fields (``"year >= 2020 AND source = 'wiki'"``), or None. Both must hold.
     """
 
@@ -44,12 +45,14 @@ class Filter:
             return None
         wanted = None
         if modality is not None:
-            wanted = frozenset([modality] if isinstance(modality, str) else modality)
+            given = [modality] if isinstance(modality, str) else list(modality)
+            # the one place modality names are read: aliases (image+text, IT, ...) become multimodal
+            wanted = frozenset(modality_name(m) if isinstance(m, str) else m for m in given)
             unknown = sorted(wanted - set(DOCUMENT_MODALITIES))
             if unknown or not wanted:
                 raise UsageError(
                     f"unknown modality {', '.join(unknown) or '(none given)'}; expected one of "
-                    f"{', '.join(DOCUMENT_MODALITIES)}"
+                    f"{', '.join(DOCUMENT_MODALITIES)} (or image+text for multimodal)"
                 )
         if where is not None and (not isinstance(where, str) or not where.strip()):
             raise UsageError(f"where must be a non-empty SQL condition, got {where!r}")

@@ -72,11 +72,13 @@ MODALITY_PARAM = Query(
 MIN_RELEVANCE_DESCRIPTION = (
     "Drop hits whose estimated relevance (0-1, from the calibration's relevance map) is below this."
 )
+#: What ``calibration=`` takes: ``calibrated``, or ``none`` (plain CLIP; ``plain`` is its old name, still taken).
+CALIBRATION_PATTERN = "^(calibrated|none|plain)$"
 CALIBRATION_PARAM = Query(
     "calibrated",
-    pattern="^(calibrated|plain)$",
+    pattern=CALIBRATION_PATTERN,
     description="'calibrated': the index as stored (GR-calibrated unless built plain); "
-    "'plain': plain CLIP from the same stored raw embeddings.",
+    "'none': plain CLIP from the same stored raw embeddings ('plain' is taken too).",
 )
 
 

@@ -12,19 +12,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..errors import MixsearchError, UsageError
+from ..types import MODALITY_TAGS
 from . import media, queries
-from .state import NotFound, Registry, Served, manifest_of
+from .state import VIEW_ALIASES, NotFound, Registry, Served, manifest_of
 from .uploads import thumbnail_data_uri
 
-#: How each document modality is shown: badge text and its long name.
-BADGES = {
-    "text": ("T", "text"),
-    "image": ("I", "image"),
-    "multimodal": ("I+T", "image+text"),
-    "audio": ("A", "audio"),
-    "video": ("V", "video"),
-}
-PAGE_VIEWS = ("both", "calibrated", "plain")
+#: How each document modality is shown: badge text (the demo's and the audit's tags) and its name.
+BADGES = {m: (tag, m) for m, tag in MODALITY_TAGS.items()}
+#: The ranking toggle's values (``plain``, the old name of ``none``, is still read from addresses).
+PAGE_VIEWS = ("both", "calibrated", "none")
 K_CHOICES = (10, 20, 50, 100)
 #: The page's Content-Security-Policy: scripts only from the server's own files.
 CSP = (
@@ -60,9 +56,12 @@ class Page:
             return self._render(context, 200)
         k = _int(params.get("k"), 10)
         modality = queries.parse_modality(params.get("modality") or None)
-        hits, took = queries.run(served, query, k=k, modality=modality, views=served.views())
+        where = (params.get("where") or "").strip() or None
+        hits, took = queries.run(served, query, k=k, modality=modality, views=served.views(), where=where)
         context.update(took_ms=took, query=self._query(served, query, context))
         context["columns"] = [self._column(served, view, hits[view], context) for view in served.views()]
+        if len(hits) == 2:  # mark what calibration moved, against the plain ranking
+            _mark_moves(context["columns"][0]["hits"], hits["none"])
         return self._render(context, 200)
 
     def error(self, request: Any, registry: Registry, message: str, status: int) -> Any:
@@ -81,6 +80,7 @@ class Page:
     def _base(self, request: Any, registry: Registry, served: Served, params: dict[str, str]) -> dict:
         root = request.scope.get("root_path", "")
         view = params.get("view") or "both"
+        view = VIEW_ALIASES.get(view, view)
         if view not in PAGE_VIEWS:
             view = "both"
         if not served.calibrated:
@@ -96,7 +96,7 @@ class Page:
             "model": _short(served.model.get("name")),
             "model_full": served.model.get("name"),
             "documents": len(served.index),
-            "counts": [(BADGES[m][1], counts.get(m, 0)) for m in BADGES if counts.get(m)],
+            "counts": [(m, counts.get(m, 0)) for m in BADGES if counts.get(m)],
             "calibration": {
                 "method": calibration.get("method"),
                 "alpha": calibration.get("alpha"),
@@ -108,6 +108,8 @@ class Page:
             "k": k,
             "k_choices": sorted({*K_CHOICES, int(k)}) if k.isdigit() and 1 <= int(k) <= queries.MAX_K else K_CHOICES,
             "modality": params.get("modality") or "",
+            "where": params.get("where") or "",
+            "fields": served.index.fields(),
             "view": view,
             "columns": [],
             "query": None,
@@ -131,7 +133,7 @@ class Page:
 
     def _column(self, served: Served, view: str, hits: list, context: dict) -> dict:
         calibration = manifest_of(served.view(view))["calibration"]
-        if view == "plain":
+        if view == "none":
             label, about = "Plain CLIP", "raw cosine similarity: no modality-gap correction"
         elif served.calibrated:
             label, about = (
@@ -152,7 +154,7 @@ class Page:
     def _hit(self, served: Served, hit: Any, context: dict) -> dict:
         root = context["root"]
         shown = bool(hit.image) and _servable(served, hit.id)
-        links = {key: context[key] for key in ("k", "modality", "view") if context.get(key)}
+        links = {key: context[key] for key in ("k", "modality", "where", "view") if context.get(key)}
         like = f"{root}/?" + urlencode({"like": hit.id, "index": served.name, **links})
         return {
             "rank": hit.rank,
@@ -166,6 +168,8 @@ class Page:
             "original": queries.media_url(root, "media", served, hit.id) if shown else None,
             "missing": bool(hit.image) and not shown,
             "like": like if hit.image else None,
+            "metadata": [(key, _shown(value)) for key, value in (hit.metadata or {}).items()],
+            "moved": None,  # set by _mark_moves on the calibrated column
         }
 
     def _gallery(self, served: Served, context: dict, n: int = 12) -> list[dict]:
@@ -194,6 +198,31 @@ class Page:
         return HTMLResponse(
             self.template.render(**context), status_code=status, headers={"Content-Security-Policy": CSP}
         )
+
+
+def _mark_moves(shown: list[dict], plain: list) -> None:
+    """Mark each calibrated hit against the plain ranking: ``▲3`` (three places higher than plain
+    CLIP put it), ``▼2``, ``new`` (not in plain CLIP's top k), or nothing (the same place)."""
+    plain_rank = {h.id: h.rank for h in plain}
+    for hit in shown:
+        before = plain_rank.get(hit["id"])
+        if before is None:
+            hit["moved"] = ("new", "up", "not in plain CLIP's top results")
+        elif before != hit["rank"]:
+            up = before > hit["rank"]
+            arrow = "▲" if up else "▼"
+            hit["moved"] = (
+                f"{arrow}{abs(before - hit['rank'])}",
+                "up" if up else "down",
+                f"plain CLIP ranked it #{before}",
+            )
+
+
+def _shown(value: Any) -> str:
+    """A metadata value as text (lists and dicts as JSON)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _servable(served: Served, doc_id: str) -> bool:

@@ -18,14 +18,14 @@ import numpy as np
 
 from ..errors import UsageError
 from ..index import Filter
-from ..types import Hit
-from .state import Served, manifest_of
+from ..types import Hit, modality_name
+from .state import Served, manifest_of, view_name
 
 #: The most hits one query may ask for, and the most queries one batch may hold.
 MAX_K = 1000
 MAX_BATCH = 256
-#: Names the server also takes for a modality filter.
-ALIASES = {"image+text": "multimodal", "text+image": "multimodal", "all": None, "": None}
+#: Names the server also takes for "no modality filter" (other aliases: ``types.modality_name``).
+ALIASES = {"all": None, "": None}
 
 
 @dataclass
@@ -53,7 +53,7 @@ def parse_modality(value: str | None) -> list[str] | None:
     """``text``, ``image,multimodal``, ``image+text``... as the engine's filter names (checked)."""
     if value is None:
         return None
-    names = [ALIASES.get(part.strip(), part.strip()) for part in value.split(",")]
+    names = [ALIASES[part.strip()] if part.strip() in ALIASES else modality_name(part) for part in value.split(",")]
     wanted = [n for n in names if n is not None]
     if not wanted:
         return None
@@ -186,7 +186,7 @@ def calibration_info(served: Served, view: str) -> dict:
     """What a client needs to know about the ranking it got: the view, the calibration and its provenance."""
     record = manifest_of(served.view(view))["calibration"]
     keep = ("method", "alpha", "source", "counts", "fitted_for", "provenance", "notes")
-    return {"view": view, **{key: record[key] for key in keep if key in record}}
+    return {"view": view_name(view), **{key: record[key] for key in keep if key in record}}
 
 
 def media_url(root: str, kind: str, served: Served, doc_id: str, **params: Any) -> str:

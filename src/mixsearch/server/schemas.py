@@ -126,7 +126,7 @@ class CalibrationInfo(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    view: str = Field(..., description="calibrated or plain.")
+    view: str = Field(..., description="calibrated, or none (plain CLIP).")
     method: str | None = None
 
 

@@ -27,8 +27,18 @@ from ..types import MEDIA
 
 log = logging.getLogger(__name__)
 
-#: The two ways a served index can rank: as stored, or as plain CLIP (all means zero).
-VIEWS = ("calibrated", "plain")
+#: The two ways a served index can rank: as stored, or as plain CLIP (all means zero), which is
+#: calibration method ``none`` everywhere; ``plain`` is still taken for it (its name before 0.4).
+VIEWS = ("calibrated", "none")
+VIEW_ALIASES = {"plain": "none"}
+
+
+def view_name(name: str) -> str:
+    """A view by its one name (``plain`` is ``none``); an unknown name is a ``UsageError``."""
+    name = VIEW_ALIASES.get(name, name)
+    if name not in VIEWS:
+        raise UsageError(f"unknown calibration {name!r}; expected calibrated or none (plain CLIP)")
+    return name
 
 
 class NotFound(MixsearchError, LookupError):
@@ -88,10 +98,9 @@ class Served:
         return self.plain is not None
 
     def view(self, name: str) -> MixIndex:
-        """The index under the ``calibrated`` (as stored) or ``plain`` view."""
-        if name not in VIEWS:
-            raise UsageError(f"unknown calibration {name!r}; expected one of {', '.join(VIEWS)}")
-        return self.plain if name == "plain" and self.plain is not None else self.index
+        """The index under the ``calibrated`` (as stored) or ``none`` (plain CLIP; alias ``plain``) view."""
+        name = view_name(name)
+        return self.plain if name == "none" and self.plain is not None else self.index
 
     def views(self) -> list[str]:
         """The views that differ: both when the index is calibrated, else only ``calibrated``."""

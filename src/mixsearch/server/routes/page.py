@@ -31,7 +31,9 @@ def home_upload(
     modality: Union[str, None] = Form(None),
     view: Union[str, None] = Form(None),
     index: Union[str, None] = Form(None),
+    where: Union[str, None] = Form(None, max_length=2_000),
 ) -> Response:
     """The search page for an uploaded image (with or without text)."""
-    params = {key: v for key, v in dict(q=q, k=k, modality=modality, view=view, index=index).items() if v}
+    given = dict(q=q, k=k, modality=modality, view=view, index=index, where=where)
+    params = {key: v for key, v in given.items() if v}
     return page.search(request, registry, params, read_upload(image, settings))

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from .. import queries
 from ..deps import (
     CALIBRATION_PARAM,
+    CALIBRATION_PATTERN,
     K_PARAM,
     MIN_RELEVANCE_DESCRIPTION,
     MODALITY_PARAM,
@@ -43,7 +44,7 @@ class BatchRequest(BaseModel):
     )
     k: int = Field(10, ge=1, le=MAX_K)
     modality: Union[str, None] = None
-    calibration: str = Field("calibrated", pattern="^(calibrated|plain)$")
+    calibration: str = Field("calibrated", pattern=CALIBRATION_PATTERN)
     index: Union[str, None] = None
     where: Union[str, None] = Field(None, max_length=2_000, description="SQL condition on metadata fields.")
     min_relevance: Union[float, None] = Field(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION)
@@ -76,7 +77,7 @@ def search_post(
     like: Union[str, None] = Form(None, description="A document id, instead of an uploaded image."),
     k: int = Form(10, ge=1, le=MAX_K),
     modality: Union[str, None] = Form(None),
-    calibration: str = Form("calibrated", pattern="^(calibrated|plain)$"),
+    calibration: str = Form("calibrated", pattern=CALIBRATION_PATTERN),
     index: Union[str, None] = Form(None),
     where: Union[str, None] = Form(None, max_length=2_000),
     min_relevance: Union[float, None] = Form(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION),

@@ -84,6 +84,8 @@
         if (view && view.value === "both") view.disabled = true;
         const modality = form.querySelector("select[name=modality]");
         if (modality && !modality.value) modality.disabled = true;
+        const where = form.querySelector("input[name=where]");
+        if (where && !where.value.trim()) where.disabled = true;
         const k = form.querySelector("select[name=k]");
         if (k && k.value === "10") k.disabled = true;
       }
