@@ -151,6 +151,9 @@ class _Translator:
             return f"{self.column(left)} {op} {_value(self.literal(right, node))}"
         if isinstance(right, exp.Column):
             return f"{self.column(right)} {_MIRRORED[op]} {_value(self.literal(left, node))}"
+        for side in (left, right):  # a field inside a function or arithmetic: name that part
+            if side.find(exp.Column) is not None:
+                raise self.fail(side)
         raise self.fail(node, "compares no field of the index")
 
     def column(self, node) -> str:
