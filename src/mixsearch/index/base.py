@@ -76,7 +76,7 @@ class Filter:
             from .where import arrow_table, where_mask
 
             table = arrow_table(fields, n)
-            chosen = where_mask(self.check(table.schema), table)  # type: ignore[arg-type]
+            chosen = where_mask(self.check(table.schema), table, self.where)  # type: ignore[arg-type]
             keep = chosen if keep is None else keep & chosen
         return keep
 

@@ -1,16 +1,19 @@
 """Filters as Milvus boolean expressions: ``Filter.modality`` and ``Filter.where`` (SQL) translated.
 
-``where`` is parsed with sqlglot (DuckDB's dialect, the one the local store evaluates it in) and
-rewritten into Milvus's expression language. SQL keeps a row only where the condition is TRUE,
-with NULL (a missing value) neither true nor false; Milvus's ``not`` and ``not in`` treat a null as
-false and so would keep it (``NOT (year IN (2020))`` on a row without a year). The translation
-therefore pushes every NOT down to the comparisons (``NOT year > 5`` -> ``year <= 5``) and guards
-the negations Milvus gets wrong with ``is not null``, so both engines keep the same rows.
+``where`` is parsed and checked as the local store does (``where.parse_condition``: sqlglot, DuckDB's
+dialect, the same allow-list) and rewritten into Milvus's expression language. SQL keeps a row only
+where the condition is TRUE, with NULL (a missing value) neither true nor false; Milvus's ``not`` and
+``not in`` treat a null as false and so would keep it (``NOT (year IN (2020))`` on a row without a
+year). The translation therefore pushes every NOT down to the comparisons (``NOT year > 5`` ->
+``year <= 5``) and guards the negations Milvus gets wrong with ``is not null``, so both engines keep
+the same rows.
 
 Translated: comparisons (``= <> != < <= > >=``), AND, OR, NOT, [NOT] IN (a list of literals),
 [NOT] BETWEEN, [NOT] LIKE, IS [NOT] NULL, IS [NOT] TRUE/FALSE, a bare boolean column, string,
-number and boolean literals. Anything else (functions, arithmetic, subqueries, ILIKE...) is a
-``UsageError`` naming the construct; a field the index does not keep is one naming the field.
+number and boolean literals. What the filter language allows beyond that (its functions,
+arithmetic, ILIKE, LIKE ... ESCAPE) is a ``UsageError`` naming the construct, and what it refuses
+(subqueries, DuckDB's other functions...) is refused as the local store refuses it; a field the
+index does not keep is one naming the field.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable
 
-from ..errors import UsageError, require
+from ..errors import UsageError
 
 #: SQL comparison (sqlglot class name) -> (Milvus operator, the operator of its negation).
 _COMPARISONS = {
@@ -43,16 +46,15 @@ def where_to_milvus(where: str, fields: Collection[str]) -> str:
 
     ``fields``: the names the index keeps (a name outside them is a ``UsageError``).
     """
-    sqlglot = require("sqlglot", "milvus", "translating a where filter for Milvus")
-    from sqlglot.errors import ParseError
+    from .where import parse_condition
 
-    if not isinstance(where, str) or not where.strip():
-        raise UsageError(f"where: expected an SQL condition, got {where!r}")
+    # the local check's parser and allow-list first: both engines refuse the same conditions in
+    # the same words; what passes but Milvus cannot express (functions, arithmetic) is refused below
+    tree = parse_condition(where, f"the index keeps {', '.join(sorted(fields))}")
     try:
-        tree = sqlglot.parse_one(where, dialect="duckdb")
-    except ParseError as err:
-        raise UsageError(f"where {where!r} is not a valid SQL condition: {err}") from None
-    return _Translator(where, fields).true(tree)
+        return _Translator(str(where), fields).true(tree)
+    except RecursionError:
+        raise UsageError(f"where {where!r} is nested too deeply to translate to a Milvus filter") from None
 
 
 class _Translator:
@@ -149,6 +151,9 @@ class _Translator:
             return f"{self.column(left)} {op} {_value(self.literal(right, node))}"
         if isinstance(right, exp.Column):
             return f"{self.column(right)} {_MIRRORED[op]} {_value(self.literal(left, node))}"
+        for side in (left, right):  # a field inside a function or arithmetic: name that part
+            if side.find(exp.Column) is not None:
+                raise self.fail(side)
         raise self.fail(node, "compares no field of the index")
 
     def column(self, node) -> str:
