@@ -787,6 +787,8 @@ def test_same_origin_typed_and_non_browser_requests_pass(client):
     for headers in ({}, own, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}):
         assert client.get("/api/search", params={"q": "dog"}, headers=headers).status_code == 200, headers
     assert client.post("/api/search/batch", json={"queries": ["dog"]}, headers=own).status_code == 200
+    own_form = {"Origin": "null", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+    assert client.post("/", data={"q": "dog"}, headers=own_form).status_code == 200  # the page's own form
     link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
     assert client.get("/", params={"q": "dog"}, headers=link).status_code == 200  # a link from elsewhere
     assert client.get("/docs", headers=link).status_code == 200

@@ -43,11 +43,13 @@ from .uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, BodyLimit
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-#: Headers on every response: no sniffing, no framing, no referrer leaks.
+#: Headers on every response: no sniffing, no framing, no referrer to other sites.
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with the page's own
+    # form posts, which then look like a sandboxed page's; other sites still get no referrer
+    "Referrer-Policy": "same-origin",
 }
 
 

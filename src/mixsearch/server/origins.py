@@ -42,10 +42,10 @@ def origin_of(url: str) -> str:
 class CrossSiteGuard:
     """ASGI middleware: 403 ``{"detail": ...}`` for a browser's request on behalf of another site.
 
-    The server's own origin is the request's scheme and ``Host``; behind a proxy that rewrites
-    either, name the public origin in ``allowed_origins``. A request passes when its ``Origin``
-    (if any) is the server's own or allowed, and its ``Sec-Fetch-Site`` (if any) is
-    ``same-origin`` or ``none``, or says ``same-site``/``cross-site`` with an allowed ``Origin``.
+    ``Sec-Fetch-Site``, where the browser sends it, decides: ``same-origin`` and ``none`` pass,
+    ``same-site`` and ``cross-site`` only with an allowed ``Origin`` or as a navigation to a page.
+    Without it (an older browser) the ``Origin`` must be the server's own (the request's scheme and
+    ``Host``; behind a proxy that rewrites either, allow the public origin) or an allowed one.
     """
 
     def __init__(self, app: Any, allowed_origins: Iterable[str] = ()):
@@ -77,22 +77,24 @@ class CrossSiteGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         site = headers.get("sec-fetch-site", "").strip().lower()
         origin = headers.get("origin")
-        if origin is None and site in ("", "same-origin", "none"):
-            return None  # not a browser, or the server's own page, or typed by the user
-        if _navigation(scope, headers, path):
-            return None
-        own = origin_of(f"{scope.get('scheme', 'http')}://{headers.get('host', '')}")
-        if origin is not None:
-            given = origin_of(origin)  # "null" (a sandboxed frame, a file) is no origin: refused
-            if given and (given == own or given in self.allowed):
+        given = None if origin is None else origin_of(origin)  # "null" (a sandboxed frame, a file): ""
+        if site in ("same-origin", "none"):
+            return None  # the browser's own word (no page can set it): this server's page, or typed
+        if site:  # same-site (another port of this machine is another site's page too) or cross-site
+            if _navigation(scope, headers, path) or given in self.allowed:
                 return None
             return (
-                f"cross-site request refused: this server does not answer pages from {origin.strip()!r} "
-                "(start it with --allow-origin ORIGIN to let a page there use it)"
+                f"cross-site request refused (Sec-Fetch-Site: {site}): open the page on this server itself, "
+                "or start it with --allow-origin ORIGIN to let a page elsewhere use it"
             )
+        if origin is None:
+            return None  # not a browser (curl, scripts, mixsearch.client), or one too old to say
+        own = origin_of(f"{scope.get('scheme', 'http')}://{headers.get('host', '')}")
+        if given and (given == own or given in self.allowed):
+            return None
         return (
-            f"cross-site request refused (Sec-Fetch-Site: {site}): open the page on this server itself, "
-            "or start it with --allow-origin ORIGIN to let a page elsewhere use it"
+            f"cross-site request refused: this server does not answer pages from {origin.strip()!r} "
+            "(start it with --allow-origin ORIGIN to let a page there use it)"
         )
 
 
