@@ -190,4 +190,54 @@ def test_metadata_moves_where_and_share_labels_in_the_browser(live, browser, tmp
     page.wait_for_selector(".error")
     assert "unknown field 'colour'" in page.locator(".error").inner_text()
     assert page.input_value("#where") == "colour = 'red'"  # kept, to fix
+
+
+def _offline(page, requests: list[str]) -> None:
+    """Every request the page makes is recorded; any to a host but 127.0.0.1 fails, as offline."""
+
+    def route(r):
+        requests.append(r.request.url)
+        if r.request.url.startswith("http://127.0.0.1:"):
+            r.continue_()
+        else:
+            r.abort("internetdisconnected")
+
+    page.route("**/*", route)
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_api_docs_render_offline(live, browser, path):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    requests: list[str] = []
+    failures: list[str] = []
+    violations: list[str] = []
+    page.on("pageerror", lambda e: failures.append(str(e)))
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    _offline(page, requests)
+    page.goto(live.url + path)
+    page.get_by_text("/api/search/batch").first.wait_for(state="visible", timeout=30_000)  # the operations
+    assert page.get_by_text("Search with an uploaded image").count() > 0  # the summaries are there too
+    assert requests and all(url.startswith(live.url) for url in requests), requests
+    # the page's policy blocks nothing of its own; only ReDoc's footer logo from its CDN, never fetched
+    assert failures == [] and [v for v in violations if "https://cdn.redoc.ly/" not in v] == [], violations
+    page.close()
+
+
+def test_another_sites_form_cannot_reload_or_search(live, browser):
+    """A page elsewhere (served here by Playwright as evil.test) posts a form to /reload and fires
+    a search: the browser sends its Sec-Fetch-Site and Origin, and the server refuses both."""
+    registry = live.server.config.app.state.registry
+    reloads = registry.reloads
+    page = browser.new_page()
+    evil = (
+        f"<form method=post action='{live.url}/reload?force=true' enctype=text/plain>"
+        "<input name=a value=b></form>"
+        f"<img id=probe src='{live.url}/api/search?q=dog&where=year%3E0'>"
+        "<script>document.forms[0].submit()</script>"
+    )
+    page.route("http://evil.test/**", lambda r: r.fulfill(status=200, content_type="text/html", body=evil))
+    with page.expect_navigation(url=f"{live.url}/reload?force=true"):
+        page.goto("http://evil.test/")
+    assert "cross-site request refused" in page.content()
+    assert registry.reloads == reloads
     page.close()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import html
 import io
+import json
 import os
 import re
 import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +94,9 @@ def test_text_search_is_the_python_api(client, local):
     index, plain = local
     answer = client.get("/api/search", params={"q": "dog on the beach", "k": 5}).json()
     assert answer["query"] == {"text": "dog on the beach", "kind": "text"}
-    assert answer["index"] == "index" and answer["k"] == 5 and answer["model"]["name"] == index.model.name
+    assert (
+        answer["index"] == "index" and answer["k"] == 5 and answer["model"]["name"] == Path(index.model.name).name
+    )  # a folder: its name, not the path
     assert answer["calibration"]["view"] == "calibrated" and answer["calibration"]["method"] == "mean"
     same_hits(answer["hits"], index.search("dog on the beach", k=5))
     plain_answer = client.get("/api/search", params={"q": "dog on the beach", "k": 5, "calibration": "plain"}).json()
@@ -772,3 +776,132 @@ def test_batch_min_relevance(index_folder, tmp_path):
             assert [h["id"] for h in after["hits"]] == [h["id"] for h in single["hits"]]  # batched: same cut
         assert sum(len(r["hits"]) for r in cut["results"]) < sum(len(r["hits"]) for r in full["results"])
         assert c.post("/api/search/batch", json={"queries": texts, "min_relevance": 3}).status_code == 422
+
+
+# -- cross-site requests, offline docs, no server paths (issue 18) -------------------------------
+
+EVIL = "https://evil.example"
+#: What Chromium sends with a request another site's page makes (a fetch, an <img>, a form).
+CROSS_SITE = {"Origin": EVIL, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "empty"}
+
+
+def test_cross_site_requests_are_refused(client, app):
+    search = {"q": "dog", "where": "year >= 2010"}
+    for headers in (
+        CROSS_SITE,
+        {"Origin": EVIL},  # a browser without Sec-Fetch-*
+        {"Sec-Fetch-Site": "cross-site"},  # a GET without Origin (an <img>, a no-cors fetch)
+        {"Sec-Fetch-Site": "same-site"},  # another port of this machine: another origin
+        {"Origin": "null"},  # a sandboxed frame, a file: page
+        {"Origin": "http://testserver:8080", "Sec-Fetch-Site": "same-site"},
+    ):
+        refused = client.get("/api/search", params=search, headers=headers)
+        assert refused.status_code == 403, headers
+        assert "cross-site request refused" in refused.json()["detail"]
+    reloads = app.state.registry.reloads
+    assert client.post("/reload", params={"force": True}, headers=CROSS_SITE).status_code == 403
+    form = {**CROSS_SITE, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}  # a form's POST
+    assert client.post("/reload", data={"force": "true"}, headers=form).status_code == 403
+    assert client.post("/", data={"q": "dog"}, headers=form).status_code == 403
+    assert client.post("/api/search/batch", json={"queries": ["dog"]}, headers=CROSS_SITE).status_code == 403
+    assert client.get("/api/thumbnail/i0", headers=CROSS_SITE).status_code == 403
+    assert client.get("/", params={"q": "dog"}, headers={**form, "Sec-Fetch-Dest": "iframe"}).status_code == 403
+    assert app.state.registry.reloads == reloads  # nothing was reloaded
+
+
+def test_same_origin_typed_and_non_browser_requests_pass(client):
+    own = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    for headers in ({}, own, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}):
+        assert client.get("/api/search", params={"q": "dog"}, headers=headers).status_code == 200, headers
+    assert client.post("/api/search/batch", json={"queries": ["dog"]}, headers=own).status_code == 200
+    own_form = {"Origin": "null", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}
+    assert client.post("/", data={"q": "dog"}, headers=own_form).status_code == 200  # the page's own form
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert client.get("/", params={"q": "dog"}, headers=link).status_code == 200  # a link from elsewhere
+    assert client.get("/docs", headers=link).status_code == 200
+    assert client.get("/static/style.css", headers=CROSS_SITE).status_code == 200  # assets do nothing
+
+
+def test_reload_is_no_form_target(client):
+    for content_type in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"):
+        refused = client.post("/reload", content=b"force=true", headers={"Content-Type": content_type})
+        assert refused.status_code == 415 and "JSON" in refused.json()["detail"], content_type
+    assert client.post("/reload").status_code == 200  # curl -X POST, the Python client
+    assert client.post("/reload", json={}).status_code == 200
+
+
+def test_allowed_origin(index_folder):
+    app = create_app([index_folder], allowed_origins=["https://app.example/"])
+    with TestClient(app) as c:
+        theirs = {"Origin": "https://app.example", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}
+        answer = c.get("/api/search", params={"q": "dog"}, headers=theirs)
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "https://app.example"
+        preflight = c.options(
+            "/reload",
+            headers={
+                **theirs,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert c.get("/api/search", params={"q": "dog"}, headers=CROSS_SITE).status_code == 403
+        assert "access-control-allow-origin" not in c.get("/health", headers={"Origin": EVIL}).headers
+
+
+def test_docs_are_served_from_the_package(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.text
+    assert "/docs/static/swagger-ui-bundle.js" in html and "/docs/static/swagger-ui.css" in html
+    assert "http://" not in html and "https://" not in html  # no CDN
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self' 'sha256-" in policy and "default-src 'none'" in policy
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        assert client.get(f"/docs/static/{asset}").status_code == 200, asset
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200 and "/docs/static/redoc.standalone.js" in redoc.text
+    assert "https://" not in redoc.text and "fonts.googleapis" not in redoc.text
+
+
+def test_no_server_path_in_any_answer(index_folder, tiny_clip, tmp_path):
+    secret = tmp_path / "srv-secret" / "calibrations"
+    folder = tmp_path / "srv-secret" / "index"
+    shutil.copytree(index_folder, folder)
+    index = ms.open_index(folder)
+    means = ms.save_calibration(
+        index.calibrator,
+        secret / "means.safetensors",
+        provenance={"fitted_on": {"text": str(secret / "texts.jsonl")}, "description": f"from {secret}/x.jsonl"},
+    )
+    index.recalibrate(str(means.resolve()))
+    assert str(secret) in json.dumps(ms.open_index(folder).manifest.to_dict())  # the manifest has the path
+    with TestClient(create_app([folder])) as c:
+        answers = {
+            "info": c.get("/info").text,
+            "health": c.get("/health").text,
+            "search": c.get("/api/search", params={"q": "dog"}).text,
+            "plain": c.get("/api/search", params={"q": "dog", "calibration": "plain"}).text,
+            "upload": c.post("/api/search", files={"image": ("q.png", png_bytes(3), "image/png")}).text,
+            "batch": c.post("/api/search/batch", json={"queries": ["dog", {"like": "i0"}]}).text,
+            "document": c.get("/api/documents/m1").text,
+            "page": c.get("/").text,
+            "results page": c.get("/", params={"q": "dog"}).text,
+            "reload": c.post("/reload", params={"force": True}).text,
+        }
+        calibration = c.get("/info").json()["indexes"]["index"]["calibration"]
+    for name, text in answers.items():
+        for path in (str(tmp_path), str(tiny_clip.parent), str(index_folder.parent)):
+            assert path not in text, f"{name} shows a server path: {path}"
+    assert calibration["source"] == "means.safetensors"
+    assert calibration["provenance"]["fitted_on"] == {"text": "texts.jsonl"}
+    assert calibration["provenance"]["description"] == "from x.jsonl"
+
+
+def test_errors_name_files_without_their_folders(tmp_path):
+    from mixsearch.server.redact import redact_paths, redact_text
+
+    assert redact_text(f"cannot read {tmp_path}/index/manifest.json: bad") == "cannot read manifest.json: bad"
+    kept = ["corpus", "none", "openai/clip-vit-base-patch32", "http://host/a/b.png", "a / b", "year >= 2020"]
+    assert redact_paths(kept) == kept
+    assert redact_paths({"a": ["~/cal/m.st", "../x/y.npz", "C:\\Users\\me\\m.st"]}) == {"a": ["m.st", "y.npz", "m.st"]}

@@ -183,3 +183,64 @@ def test_token_and_ctrl_c(index_folder):
         assert "stopped" in out and "Traceback" not in out
     finally:
         live.close()
+
+
+#: A server whose every search sleeps a minute in its worker thread, as a slow `where` filter or a
+#: long encoding would: patched in the server's own process, which a test's monkeypatch cannot reach.
+SLOW_SERVER = """
+import sys, time
+from mixsearch.server import queries, run
+
+def slow(*args, **kwargs):
+    print("in flight", flush=True)
+    time.sleep(60)
+
+queries.run = slow
+run.serve([sys.argv[1]], port=0, watch_interval=0, on_ready=lambda url: print("ready at", url, flush=True))
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_with_a_request_in_flight(index_folder):
+    import signal
+    import urllib.request
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SERVER, str(index_folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:  # bounded: the server prints its address or ends
+            lines.append(line)
+            if line.startswith("ready at"):
+                break
+        assert lines and lines[-1].startswith("ready at"), "".join(lines)
+        url = lines[-1].split()[-1]
+
+        def ask() -> None:
+            try:
+                urllib.request.urlopen(f"{url}/api/search?q=dog", timeout=90).read()
+            except Exception:  # the connection is cut: expected
+                pass
+
+        threading.Thread(target=ask, daemon=True).start()
+        assert process.stdout.readline().strip() == "in flight"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the server still ran 20 s after SIGTERM, with a request in flight")
+        seconds = time.monotonic() - started
+        assert seconds < 8, f"SIGTERM took {seconds:.1f} s"  # a 3 s grace period, then the process ends
+        assert process.returncode == 0
+        assert "cut off" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -30,6 +30,11 @@ def serve(
         2.0, help="Seconds between checks for indexes rebuilt or recalibrated on disk (0: only on POST /reload)."
     ),
     access_log: bool = typer.Option(False, help="Log every request."),
+    allow_origin: Optional[list[str]] = typer.Option(
+        None,
+        help="A web origin (https://app.example.org) whose pages may call the API from a browser; repeatable. "
+        "Browsers' requests for any other site are refused (403).",
+    ),
     device: Optional[str] = typer.Option(None, help="Device for the models (cpu, cuda); default: CUDA when present."),
 ) -> None:
     """Serve indexes over HTTP: REST API (docs at /docs) and a search page at /. Ctrl-C stops it."""
@@ -56,6 +61,7 @@ def serve(
             max_pixels=max_pixels,
             watch_interval=reload_interval,
             access_log=access_log,
+            allowed_origins=allow_origin or (),
             on_ready=ready,
         )
     except KeyboardInterrupt:

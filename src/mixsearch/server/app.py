@@ -29,11 +29,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import MixsearchError, UsageError
-from . import queries
+from . import docs, queries
 from .auth import TokenAuth
 from .deps import Settings
 from .errors import status_of
+from .origins import CrossSiteGuard
 from .page import Page
+from .redact import redact_text
 from .routes import ROUTERS
 from .state import VIEWS, Registry
 from .uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, BodyLimit
@@ -41,11 +43,13 @@ from .uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, BodyLimit
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-#: Headers on every response: no sniffing, no framing, no referrer leaks.
+#: Headers on every response: no sniffing, no framing, no referrer to other sites.
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with the page's own
+    # form posts, which then look like a sandboxed page's; other sites still get no referrer
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -57,13 +61,16 @@ def create_app(
     max_pixels: int = MAX_PIXELS,
     watch_interval: float = 0.0,
     allowed_hosts: Sequence[str] | None = None,
+    allowed_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The server application over opened indexes (a ``Registry``, or folders to open now).
 
     ``token``: when set, every request must carry it (see ``auth``). ``watch_interval``: seconds
     between checks for indexes changed on disk (0: only on ``POST /reload``). ``allowed_hosts``:
     the Host headers accepted (others get 400), e.g. only loopback names for a loopback server, so
-    a web page cannot reach it through DNS rebinding; None accepts any.
+    a web page cannot reach it through DNS rebinding; None accepts any. ``allowed_origins``: web
+    origins (``https://app.example.org``) whose pages may use the API from a browser; requests a
+    browser makes for any other site's page get 403 (see ``origins``).
     """
     registry = indexes if isinstance(indexes, Registry) else Registry(indexes, warm_up=queries.warm_up)
 
@@ -78,40 +85,66 @@ def create_app(
         version=__version__,
         description="Mixed-modality search (text, image, image+text) with GR-CLIP modality-gap calibration.",
         lifespan=lifespan,
+        **docs.offline_docs_app_args(),
     )
     app.state.registry = registry
     app.state.settings = Settings(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels)
     app.state.page = Page(HERE / "templates")
     for router in ROUTERS:
         app.include_router(router)
+    docs.add_offline_docs(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(MixsearchError, mixsearch_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 
-    # outermost last: the token is checked before anything else, then the body limit
+    _add_middleware(app, token, max_upload_bytes, allowed_hosts, allowed_origins)
+    return app
+
+
+def _add_middleware(
+    app: FastAPI,
+    token: str | None,
+    max_upload_bytes: int,
+    allowed_hosts: Sequence[str] | None,
+    allowed_origins: Sequence[str],
+) -> None:
+    """The middleware, outermost last: the Host, where a browser's request comes from, the token,
+    the body limit, the safe headers."""
+    # outermost last: the Host, then where a browser's request comes from, the token, the body limit
     app.add_middleware(SafeHeaders)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     if token:
         app.add_middleware(TokenAuth, token=token)
+    if allowed_origins:  # outside the token check: a CORS preflight carries no token
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip().rstrip("/") for o in allowed_origins],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(CrossSiteGuard, allowed_origins=allowed_origins)
     if allowed_hosts is not None:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    return app
 
 
 # -- errors: one place (statuses in ``errors``; the page answers its own as a page) ----------------
 
 
 async def mixsearch_error(request: Request, err: Exception) -> Response:
-    """A mixsearch error: its status by class, ``{"detail": message}``."""
+    """A mixsearch error: its status by class, ``{"detail": message}`` (files by name: the log
+    keeps the server's paths, the answer does not)."""
     status = status_of(err)
     if status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, err)
+    message = redact_text(str(err))
     if _wants_page(request):
-        return _error_page(request, str(err), status)
-    return JSONResponse({"detail": str(err)}, status_code=status)
+        return _error_page(request, message, status)
+    return JSONResponse({"detail": message}, status_code=status)
 
 
 async def validation_error(request: Request, err: Exception) -> Response:

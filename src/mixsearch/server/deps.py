@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, UploadFile
+from fastapi import Depends, HTTPException, Query, Request, UploadFile
 
 from .page import Page
 from .queries import MAX_K
@@ -50,6 +50,19 @@ INDEX_PARAM = Query(None, description="Which served index (its name in /info); t
 def get_served(registry: Annotated[Registry, Depends(get_registry)], index: str | None = INDEX_PARAM) -> Served:
     """The index a request names with ``?index=`` (the first served one when absent)."""
     return registry.get(index)
+
+
+def no_form_body(request: Request) -> None:
+    """Refuse a body a plain HTML form could send (415): with no body or a JSON one, a request
+    from another site's page needs the browser's CORS preflight, which this server never grants,
+    so such a route is no target for a forged form POST."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(
+            415, f"this request takes no body or a JSON one (Content-Type: application/json), not {content_type!r}"
+        )
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]

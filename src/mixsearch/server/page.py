@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from ..errors import MixsearchError, UsageError
 from ..types import MODALITY_TAGS
 from . import media, queries
+from .redact import redact_paths, redact_text
 from .state import VIEW_ALIASES, NotFound, Registry, Served, manifest_of
 from .uploads import thumbnail_data_uri
 
@@ -94,14 +95,14 @@ class Page:
             "indexes": list(registry.served),
             "index": served.name,
             "model": _short(served.model.get("name")),
-            "model_full": served.model.get("name"),
+            "model_full": redact_text(str(served.model.get("name"))),
             "documents": len(served.index),
             "counts": [(m, counts.get(m, 0)) for m in BADGES if counts.get(m)],
             "calibration": {
                 "method": calibration.get("method"),
                 "alpha": calibration.get("alpha"),
                 "source": _source(calibration.get("source")),
-                "description": provenance.get("description"),
+                "description": redact_paths(provenance.get("description")),
             },
             "calibrated": served.calibrated,
             "q": params.get("q") or "",

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import UsageError
 from ..index import Filter
 from ..types import Hit, modality_name
+from .redact import redact_paths
 from .state import Served, manifest_of, view_name
 
 #: The most hits one query may ask for, and the most queries one batch may hold.
@@ -183,10 +184,19 @@ def run_batch(
 
 
 def calibration_info(served: Served, view: str) -> dict:
-    """What a client needs to know about the ranking it got: the view, the calibration and its provenance."""
+    """What a client needs to know about the ranking it got: the view, the calibration and its
+    provenance, with file names where the manifest recorded the server's paths."""
     record = manifest_of(served.view(view))["calibration"]
     keep = ("method", "alpha", "source", "counts", "fitted_for", "provenance", "notes")
-    return {"view": view_name(view), **{key: record[key] for key in keep if key in record}}
+    info = redact_paths({key: record[key] for key in keep if key in record})
+    if isinstance(info.get("source"), str):  # a calibration file, however it was given: its name
+        info["source"] = Path(info["source"]).name or info["source"]
+    return {"view": view_name(view), **info}
+
+
+def model_info(served: Served) -> dict:
+    """The model an index was built with, a local folder given by its name."""
+    return redact_paths(served.model)
 
 
 def media_url(root: str, kind: str, served: Served, doc_id: str, **params: Any) -> str:

@@ -45,6 +45,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, about in (
         (400, "Bad input (an unreadable upload, a document without the part asked for)"),
         (401, "No token, or a wrong one (a server with a token)"),
+        (403, "A browser's request on behalf of another site's page (see --allow-origin)"),
         (404, "No such index or document"),
         (413, "Upload over the size or pixel limit"),
         (415, "Upload that is not an image"),

@@ -282,8 +282,9 @@ class Registry:
         self._watcher.start()
 
     def close(self) -> None:
-        """Stop the background reload check."""
+        """Stop the background reload check (a daemon thread: a reload in progress is not waited
+        for long, so a stop stays quick)."""
         self._stop.set()
         if self._watcher is not None:
-            self._watcher.join(timeout=5)
+            self._watcher.join(timeout=1)
             self._watcher = None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from ..._version import __version__
 from .. import queries
-from ..deps import RegistryDep
+from ..deps import RegistryDep, no_form_body
+from ..redact import redact_paths
 from ..schemas import ERRORS, HealthResponse, InfoResponse, ReloadResponse
 from ..state import Served, manifest_of
 
@@ -23,7 +24,7 @@ def health(registry: RegistryDep) -> HealthResponse:
                 name: {
                     "documents": len(s.index),
                     "generation": manifest_of(s.index).get("generation"),
-                    "reload_error": registry.errors.get(name),
+                    "reload_error": redact_paths(registry.errors.get(name)),
                 }
                 for name, s in registry.served.items()
             },
@@ -48,20 +49,25 @@ def info(registry: RegistryDep) -> InfoResponse:
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    responses={422: ERRORS[422]},
+    responses={
+        403: ERRORS[403],
+        415: {**ERRORS[415], "description": "A body that is not JSON (as a form would send)"},
+        422: ERRORS[422],
+    },
     summary="Reopen every index changed on disk (rebuilt, recalibrated)",
+    dependencies=[Depends(no_form_body)],  # never the target of another site's form
 )
 def reload(
     registry: RegistryDep, force: bool = Query(False, description="Reopen every index, changed or not.")
 ) -> ReloadResponse:
     """Swap in every index changed on disk; the old state keeps serving an index that fails to reopen."""
-    return ReloadResponse(indexes=registry.reload(force=force))
+    return ReloadResponse(indexes=redact_paths(registry.reload(force=force)))
 
 
 def _info(served: Served) -> dict:
     manifest = manifest_of(served.index)
     return {
-        "model": served.model,
+        "model": queries.model_info(served),
         "calibration": queries.calibration_info(served, "calibrated"),
         "views": {v: queries.calibration_info(served, v)["method"] for v in served.views()},
         "documents": served.counts(),

@@ -150,4 +150,8 @@ def _search(
 
 
 def _about(served: Served, view: str) -> dict:
-    return {"index": served.name, "model": served.model, "calibration": queries.calibration_info(served, view)}
+    return {
+        "index": served.name,
+        "model": queries.model_info(served),
+        "calibration": queries.calibration_info(served, view),
+    }
