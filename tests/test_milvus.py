@@ -203,7 +203,12 @@ def test_filtered_search_matches_exact_search_over_the_sql_rows(milvus_uri, tmp_
         pa.table({"id": ids, "row": np.arange(len(ids)), **{k: pa.array(v.tolist()) for k, v in fields.items()}}),
     )
     queries = x[:4] + 0.01
+    legacy = index._milvus().legacy  # a server before 2.5: nulls as flags, LIKE by prefix only
     for where in WHERES:
+        if legacy and "'%" in where:
+            with pytest.raises(VectorIndexError, match="only prefix pattern"):
+                index.search(queries, 8, Filter(where=where))
+            continue
         rows = sql.sql(f"SELECT row FROM docs WHERE {where}").fetchnumpy()["row"]
         allowed = np.isin(np.arange(len(ids)), rows)
         assert 0 < allowed.sum() < len(ids), where  # every clause tells rows apart
