@@ -67,6 +67,12 @@ _GENERATION = re.compile(r"index-(\d+)")
 RESERVED = ("id", "vector")
 #: Longest text a VARCHAR field takes (Milvus's maximum; only a limit, nothing is reserved).
 MAX_VARCHAR = 65535
+#: The first Milvus with nullable fields; on older servers a null is a stand-in value and a flag.
+NULLABLE_SINCE = (2, 5)
+#: A null field's stand-in value beside its null flag ``<field>__null`` (never compared: see milvus_filter).
+STAND_IN: dict[str, object] = {"INT64": 0, "DOUBLE": 0.0, "BOOL": False, "VARCHAR": ""}
+#: Build parameters a server older than 2.5 requires (newer ones and Lite choose their own).
+LEGACY_BUILD = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 128}, "IVF_SQ8": {"nlist": 128}}
 
 
 def check_options(options: Mapping[str, object] | None) -> dict[str, object]:
@@ -170,6 +176,17 @@ class _Calls:
     def __init__(self, uri: str, timeout: float):
         self.uri = uri
         self.client = connect(uri, timeout)
+        self._legacy: bool | None = None
+
+    @property
+    def legacy(self) -> bool:
+        """Whether the server predates nullable fields (Milvus < 2.5, such as PyPI's ``milvus`` 2.3)."""
+        if self._legacy is None:
+            version = str(self("asking the server version", "get_server_version"))
+            # "v2.3.5-lite", "v2.5.4"; Milvus Lite answers "milvus_lite-3.2.2" and has nullable fields
+            match = re.fullmatch(r"v?(\d+)\.(\d+)\b.*", version)
+            self._legacy = bool(match) and tuple(map(int, match.groups())) < NULLABLE_SINCE  # type: ignore[union-attr]
+        return self._legacy
 
     def __call__(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -257,12 +274,15 @@ class MilvusIndex:
         count: int = 0,
         types: Mapping[str, str] | None = None,
         pending: ExactIndex | None = None,
+        null_flags: Mapping[str, str] | None = None,
     ):
         self._options = dict(options)
         self.dim = int(dim)
         self.collection = collection
         self.count = count
         self.types = dict(types or {})
+        #: field -> its null flag field, in a collection on a server without nullable fields
+        self.null_flags = dict(null_flags or {})
         self.pending = pending
         self.removed: set[str] = set()
         self._calls: _Calls | None = None
@@ -403,7 +423,7 @@ class MilvusIndex:
                 raise VectorIndexError("this index keeps no 'modality' field to filter on")
             parts.append(modality_expression(filter.modality))
         if filter.where is not None:
-            parts.append(f"({where_to_milvus(filter.where, {'id', *self.types})})")
+            parts.append(f"({where_to_milvus(filter.where, {'id', *self.types}, self.null_flags)})")
         return " and ".join(parts)
 
     def _search_collection(self, queries: np.ndarray, k: int, filter: Filter | None) -> list[list[tuple[float, str]]]:
@@ -446,14 +466,17 @@ class MilvusIndex:
             )
         options = {**self._options, "collection": stem}
         count = len(self)
+        flags = self._null_flags(milvus)
         record = {"uri": options["uri"], "collection": name, "dim": self.dim, "count": count, "fields": self.types}
+        if flags:
+            record["null_flags"] = flags
         folder.mkdir(parents=True, exist_ok=True)
         # named before it exists, so whoever clears this folder after a failure drops the collection too
         (folder / MARKER).write_text(json.dumps({**record, "options": options}, indent=2))
         try:
-            self._create(milvus, name)
+            self._create(milvus, name, flags)
             written = 0
-            for rows in self._rows():
+            for rows in self._rows(flags):
                 milvus(f"inserting into collection {name}", "insert", name, rows)
                 written += len(rows)
             milvus(f"flushing collection {name}", "flush", name)
@@ -464,18 +487,36 @@ class MilvusIndex:
             _drop(milvus, name)
             raise
         self._options, self.collection, self.count = options, name, count
-        self.pending, self.removed = None, set()
+        self.pending, self.removed, self.null_flags = None, set(), flags
 
-    def _create(self, milvus: _Calls, name: str) -> None:
+    def _null_flags(self, milvus: _Calls) -> dict[str, str]:
+        """The null flag of each nullable field on a server without nullable fields (else none)."""
+        if not milvus.legacy:
+            return {}
+        flags = {field: f"{field}__null" for field in self.types if field != "modality"}
+        taken = sorted(set(flags.values()) & {*self.types, *RESERVED})
+        if taken:
+            raise VectorIndexError(
+                f"Milvus at {milvus.uri} (before 2.5) keeps a field's nulls in a flag field <field>__null, "
+                f"and the documents already have a field {', '.join(taken)}: rename it"
+            )
+        return flags
+
+    def _create(self, milvus: _Calls, name: str, flags: Mapping[str, str]) -> None:
         pymilvus = _pymilvus()
         schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", pymilvus.DataType.VARCHAR, is_primary=True, max_length=MAX_VARCHAR)
         schema.add_field("vector", pymilvus.DataType.FLOAT_VECTOR, dim=self.dim)
         for field, kind in self.types.items():
             extra: dict[str, object] = {"max_length": MAX_VARCHAR} if kind == "VARCHAR" else {}
-            schema.add_field(field, getattr(pymilvus.DataType, kind), nullable=field != "modality", **extra)
+            nullable = field != "modality" and not flags
+            schema.add_field(field, getattr(pymilvus.DataType, kind), nullable=nullable, **extra)
+        for flag in flags.values():
+            schema.add_field(flag, pymilvus.DataType.BOOL)
         index = milvus.client.prepare_index_params()
         params = {p: self._options[p] for p in BUILD_PARAMS if p in self._options}
+        if milvus.legacy:
+            params = {**LEGACY_BUILD.get(str(self._options["index_type"]), {}), **params}
         index.add_index("vector", index_type=self._options["index_type"], metric_type="IP", params=params)
         milvus(
             f"creating collection {name}",
@@ -486,8 +527,9 @@ class MilvusIndex:
             consistency_level=self._options["consistency"],
         )
 
-    def _rows(self) -> Iterator[list[dict]]:
-        """Every row of the index, in batches: the saved collection's (less the removed), then the pending."""
+    def _rows(self, flags: Mapping[str, str]) -> Iterator[list[dict]]:
+        """Every row of the index, in batches: the saved collection's (less the removed), then the pending;
+        with ``flags``, each null as its stand-in value and its flag true."""
         if self.collection is not None:
             milvus = self._milvus()
             iterator = milvus(
@@ -495,7 +537,7 @@ class MilvusIndex:
                 "query_iterator",
                 self.collection,
                 batch_size=INSERT_ROWS,
-                output_fields=["id", "vector", *self.types],
+                output_fields=["id", "vector", *self.types, *self.null_flags.values()],
             )
             while True:
                 try:
@@ -507,7 +549,7 @@ class MilvusIndex:
                 if not batch:
                     iterator.close()
                     break
-                yield [dict(r) for r in batch if r["id"] not in self.removed]
+                yield [self._reflag(dict(r), flags) for r in batch if r["id"] not in self.removed]
         if self.pending is not None:
             pending = self.pending
             for start in range(0, len(pending), INSERT_ROWS):
@@ -517,8 +559,26 @@ class MilvusIndex:
                     "vector": np.asarray(pending.vectors[start:stop], dtype=np.float32).tolist(),
                 }
                 for field, kind in self.types.items():
-                    columns[field] = _python_values(pending.fields[field][start:stop], kind)
+                    values = _python_values(pending.fields[field][start:stop], kind)
+                    if field in flags:
+                        columns[flags[field]] = [v is None for v in values]
+                        values = [STAND_IN[kind] if v is None else v for v in values]
+                    columns[field] = values
                 yield [dict(zip(columns, row)) for row in zip(*columns.values())]
+
+    def _reflag(self, row: dict, flags: Mapping[str, str]) -> dict:
+        """A row read from the saved collection as the one written takes it (the same server, hence the
+        same null flags, unless it was upgraded past 2.5 in between)."""
+        if flags == self.null_flags:
+            return row
+        for field, flag in self.null_flags.items():
+            if row.pop(flag, False):
+                row[field] = None
+        for field, flag in flags.items():
+            row[flag] = row.get(field) is None
+            if row[flag]:
+                row[field] = STAND_IN[self.types[field]]
+        return row
 
     @classmethod
     def load(cls, folder: Path) -> MilvusIndex:
@@ -526,7 +586,12 @@ class MilvusIndex:
         record = _read_marker(Path(folder))
         options = check_options(record["options"])
         index = cls(
-            options, record["dim"], collection=record["collection"], count=record["count"], types=record["fields"]
+            options,
+            record["dim"],
+            collection=record["collection"],
+            count=record["count"],
+            types=record["fields"],
+            null_flags=record.get("null_flags"),
         )
         milvus, name = index._milvus(), record["collection"]
         if not milvus(f"checking for collection {name}", "has_collection", name):

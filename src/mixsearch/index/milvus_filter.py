@@ -8,6 +8,11 @@ year). The translation therefore pushes every NOT down to the comparisons (``NOT
 ``year <= 5``) and guards the negations Milvus gets wrong with ``is not null``, so both engines keep
 the same rows.
 
+A Milvus server older than 2.5 has no nullable fields: there the index stores a null as a stand-in
+value beside a boolean *null flag* field (``null_flags``: field -> its flag), and the translation
+reads ``year IS NULL`` as ``year__null == true`` and guards every comparison of ``year`` with
+``year__null == false``, which is SQL's rule that a comparison with NULL is never true.
+
 Translated: comparisons (``= <> != < <= > >=``), AND, OR, NOT, [NOT] IN (a list of literals),
 [NOT] BETWEEN, [NOT] LIKE, IS [NOT] NULL, IS [NOT] TRUE/FALSE, a bare boolean column, string,
 number and boolean literals. What the filter language allows beyond that (its functions,
@@ -19,7 +24,7 @@ index does not keep is one naming the field.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from ..errors import UsageError
 
@@ -41,10 +46,11 @@ def modality_expression(modalities: Iterable[str]) -> str:
     return f"modality in {_list(sorted(modalities))}"
 
 
-def where_to_milvus(where: str, fields: Collection[str]) -> str:
+def where_to_milvus(where: str, fields: Collection[str], null_flags: Mapping[str, str] | None = None) -> str:
     """The Milvus boolean expression keeping the rows the SQL condition ``where`` keeps.
 
-    ``fields``: the names the index keeps (a name outside them is a ``UsageError``).
+    ``fields``: the names the index keeps (a name outside them is a ``UsageError``); ``null_flags``:
+    the boolean field that marks each field's nulls, on a collection without nullable fields.
     """
     from .where import parse_condition
 
@@ -52,7 +58,7 @@ def where_to_milvus(where: str, fields: Collection[str]) -> str:
     # the same words; what passes but Milvus cannot express (functions, arithmetic) is refused below
     tree = parse_condition(where, f"the index keeps {', '.join(sorted(fields))}")
     try:
-        return _Translator(str(where), fields).true(tree)
+        return _Translator(str(where), fields, null_flags).true(tree)
     except RecursionError:
         raise UsageError(f"where {where!r} is nested too deeply to translate to a Milvus filter") from None
 
@@ -60,9 +66,24 @@ def where_to_milvus(where: str, fields: Collection[str]) -> str:
 class _Translator:
     """Two mutually recursive views of a condition: where it is TRUE, and where it is FALSE."""
 
-    def __init__(self, where: str, fields: Collection[str]):
+    def __init__(self, where: str, fields: Collection[str], null_flags: Mapping[str, str] | None = None):
         self.where = where
         self.fields = set(fields)
+        self.flags = dict(null_flags or {})
+
+    def is_null(self, column: str) -> str:
+        flag = self.flags.get(column)
+        return f"{flag} == true" if flag else f"{column} is null"
+
+    def not_null(self, column: str) -> str:
+        flag = self.flags.get(column)
+        return f"{flag} == false" if flag else f"{column} is not null"
+
+    def known(self, expression: str, *columns: str) -> str:
+        """``expression`` only where its columns hold values: what Milvus's nullable fields do by
+        themselves, and a null flag has to say (its stand-in value would otherwise be compared)."""
+        guards = [f"{self.flags[c]} == false" for c in dict.fromkeys(columns) if c in self.flags]
+        return f"({' and '.join([*guards, expression])})" if guards else expression
 
     def fail(self, node, why: str = "cannot be translated to a Milvus filter") -> UsageError:
         return UsageError(f"where {self.where!r}: {node.sql(dialect='duckdb')!r} ({type(node).__name__}) {why}")
@@ -106,13 +127,15 @@ class _Translator:
                 raise self.fail(node, "(a subquery) cannot be translated to a Milvus filter")
             column = self.column(node.this)
             values = _list([self.literal(v, node) for v in node.expressions])
-            return f"({column} is not null and {column} not in {values})" if negate else f"{column} in {values}"
+            if negate:
+                return f"({self.not_null(column)} and {column} not in {values})"
+            return self.known(f"{column} in {values}", column)
         if isinstance(node, exp.Between):
             column = self.column(node.this)
             low, high = self.literal(node.args["low"], node), self.literal(node.args["high"], node)
             if negate:
-                return f"({column} < {_value(low)} or {column} > {_value(high)})"
-            return f"({column} >= {_value(low)} and {column} <= {_value(high)})"
+                return self.known(f"({column} < {_value(low)} or {column} > {_value(high)})", column)
+            return self.known(f"({column} >= {_value(low)} and {column} <= {_value(high)})", column)
         if isinstance(node, exp.Like):
             if node.args.get("escape") is not None:
                 raise self.fail(node, "(LIKE ... ESCAPE) cannot be translated to a Milvus filter")
@@ -121,20 +144,23 @@ class _Translator:
                 raise self.fail(node, "needs a text pattern")
             negate ^= bool(node.args.get("negate"))
             like = f"{column} like {_value(pattern)}"
-            return f"({column} is not null and not ({like}))" if negate else like
+            return f"({self.not_null(column)} and not ({like}))" if negate else self.known(like, column)
         if isinstance(node, exp.Escape) and isinstance(node.this, exp.Like):
             raise self.fail(node, "(LIKE ... ESCAPE) cannot be translated to a Milvus filter")
         if isinstance(node, exp.Is):
             column = self.column(node.this)
             if isinstance(node.expression, exp.Null):
-                return f"{column} is not null" if negate else f"{column} is null"
+                return self.not_null(column) if negate else self.is_null(column)
             if isinstance(node.expression, exp.Boolean):
                 value = _value(bool(node.expression.this))
                 # IS TRUE is never NULL: its negation holds where the value is the other one or null
-                return f"({column} is null or {column} != {value})" if negate else f"{column} == {value}"
+                if negate:
+                    return f"({self.is_null(column)} or {column} != {value})"
+                return self.known(f"{column} == {value}", column)
             raise self.fail(node)
         if isinstance(node, exp.Column):  # a boolean column on its own: WHERE flag
-            return f"{self.column(node)} == {_value(not negate)}"
+            column = self.column(node)
+            return self.known(f"{column} == {_value(not negate)}", column)
         if isinstance(node, exp.Boolean):
             return _value(bool(node.this) != negate)
         raise self.fail(node)
@@ -146,11 +172,14 @@ class _Translator:
         if isinstance(left, exp.Null) or isinstance(right, exp.Null):
             raise self.fail(node, "compares with NULL, which is never true in SQL: use IS NULL / IS NOT NULL")
         if isinstance(left, exp.Column) and isinstance(right, exp.Column):
-            return f"{self.column(left)} {op} {self.column(right)}"
+            a, b = self.column(left), self.column(right)
+            return self.known(f"{a} {op} {b}", a, b)
         if isinstance(left, exp.Column):
-            return f"{self.column(left)} {op} {_value(self.literal(right, node))}"
+            a = self.column(left)
+            return self.known(f"{a} {op} {_value(self.literal(right, node))}", a)
         if isinstance(right, exp.Column):
-            return f"{self.column(right)} {_MIRRORED[op]} {_value(self.literal(left, node))}"
+            b = self.column(right)
+            return self.known(f"{b} {_MIRRORED[op]} {_value(self.literal(left, node))}", b)
         for side in (left, right):  # a field inside a function or arithmetic: name that part
             if side.find(exp.Column) is not None:
                 raise self.fail(side)
