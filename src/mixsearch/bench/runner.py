@@ -65,6 +65,7 @@ class ModelRun:
                     cache=cache,
                     progress=cfg.progress,
                     report=lambda p: self.problems.append(f"query: {p}"),
+                    query=True,
                 )
                 arrays[m], ok = out.vectors, ok & out.ok
             self.raw[parts] = ([q.id for q, good in zip(qs, ok) if good], {m: a[ok] for m, a in arrays.items()})

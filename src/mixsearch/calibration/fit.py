@@ -71,7 +71,9 @@ def fit_calibration(
             modality = "text" if role == "query" else role
             items = read_items(source, modality, report or _ignore) if isinstance(source, Path) else source
             for batch in batched(items, CHUNK):
-                out = embed(encoder, batch, modality, cache=cache, report=report, progress=progress)
+                out = embed(
+                    encoder, batch, modality, cache=cache, report=report, progress=progress, query=role == "query"
+                )
                 cal.partial_fit(out.vectors[out.ok], role)
             if role not in cal.counts_:
                 what = f"the {len(source)} items given" if isinstance(source, (list, tuple)) else str(source)

@@ -58,14 +58,14 @@ _UNITS = {
 def content_key(modality: str, item: str | Path) -> str:
     """``modality:sha256`` of a text, or of a media file's bytes; an ``InputError`` names a bad item.
 
-    ``modality`` may carry a loading option after an ``@`` (``video@8``: eight frames per clip),
-    which keys the item apart. A media path must name a regular file: a FIFO or a device
-    (``/dev/zero``) would block or never end, and a NUL character in it is refused as Python's
-    ``open`` would (with a ``ValueError``).
+    ``modality`` may carry a loading option after an ``@`` (``video@8``: eight frames per clip;
+    ``text@query``: a query of a model with query prompts), which keys the item apart. A media
+    path must name a regular file: a FIFO or a device (``/dev/zero``) would block or never end,
+    and a NUL character in it is refused as Python's ``open`` would (with a ``ValueError``).
     """
     h = hashlib.sha256(modality.encode() + b"\0")
     what = modality.split("@")[0]
-    if modality == "text":
+    if what == "text":
         try:
             h.update(str(item).encode("utf-8"))
         except UnicodeEncodeError as err:  # a lone surrogate, e.g. a cut emoji from JSON

@@ -1,0 +1,254 @@
+"""Generative (VLM) embedders: tiny random Qwen2-VL (GME, VLM2Vec-Qwen2VL) and LLaVA-NeXT (E5-V)
+checkpoints built here, loaded by ``load_encoder``, checked against a direct transformers
+computation (the same prompt, the last token's hidden state, normalised), then indexed, searched,
+audited and calibrated by every method like any CLIP model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mixsearch as ms
+from mixsearch.audit import audit_index
+from mixsearch.calibration import METHODS, fit_calibration
+from mixsearch.encoders.vlm import FAMILIES, VLMEncoder
+from mixsearch.errors import ModelError
+
+WORDS = "a dog cat beach ball red blue runs jumps grass snow child water bike street man woman".split()
+
+
+def _byte_tokenizer(specials: list[str]):
+    """A real ``Qwen2Tokenizer`` over single byte-level characters, with the model's special tokens."""
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token=None, eos_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    tok.pad_token = "<|endoftext|>"
+    return tok
+
+
+def make_qwen2_vl(folder: Path, seed: int = 0) -> Path:
+    """A tiny Qwen2-VL (GME's architecture): 2 layers of width 32, a 1-layer vision tower."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+
+    specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tok = _byte_tokenizer(specials)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0},
+    )
+    vision = dict(depth=1, embed_dim=16, hidden_size=32, num_heads=2, patch_size=14, spatial_merge_size=2)
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16).save_pretrained(folder)
+    return folder
+
+
+def make_llava_next(folder: Path, seed: int = 0) -> Path:
+    """A tiny LLaVA-NeXT (E5-V's architecture): a 2-layer CLIP vision tower on 28-pixel crops, a
+    2-layer Llama of width 32."""
+    import torch
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    tok = _byte_tokenizer(["<image>"])
+    grid = [[28, 56], [56, 28], [56, 56]]
+    config = LlavaNextConfig(
+        vision_config=dict(
+            model_type="clip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+            projection_dim=32,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+        ),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=grid,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    LlavaNextForConditionalGeneration(config).save_pretrained(folder)
+    images = LlavaNextImageProcessor(
+        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, image_grid_pinpoints=grid
+    )
+    LlavaNextProcessor(
+        image_processor=images,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    ).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def qwen2_vl(tmp_path_factory) -> Path:
+    return make_qwen2_vl(tmp_path_factory.mktemp("gme-qwen2-vl"))
+
+
+@pytest.fixture(scope="module")
+def llava_next(tmp_path_factory) -> Path:
+    return make_llava_next(tmp_path_factory.mktemp("e5-v-llava-next"))
+
+
+def _image(seed: int, size: tuple[int, int] = (40, 40)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _direct(folder: Path, prompt: str, image: Image.Image | None) -> np.ndarray:
+    """The embedding as transformers computes it for one prompt: the final hidden state at the
+    last token, L2-normalised."""
+    import torch
+    import transformers
+
+    config = json.loads((folder / "config.json").read_text())
+    with torch.inference_mode():
+        if config["model_type"] == "qwen2_vl":
+            model = transformers.Qwen2VLForConditionalGeneration.from_pretrained(folder).eval()
+            tok = transformers.AutoTokenizer.from_pretrained(folder)
+            extra = {}
+            if image is not None:
+                extra = dict(
+                    transformers.AutoImageProcessor.from_pretrained(folder)(images=[image], return_tensors="pt")
+                )
+                n = int(extra["image_grid_thw"][0].prod()) // 4
+                prompt = prompt.replace("<|image_pad|>", "<|image_pad|>" * n)
+            inputs = dict(tok([prompt], return_tensors="pt"))
+            if image is not None:
+                inputs["mm_token_type_ids"] = (inputs["input_ids"] == config["image_token_id"]).int()
+            out = model(**inputs, **extra, output_hidden_states=True)
+        else:
+            model = transformers.LlavaNextForConditionalGeneration.from_pretrained(folder).eval()
+            processor = transformers.AutoProcessor.from_pretrained(folder)
+            images = {"images": [image]} if image is not None else {}
+            out = model(**processor(text=[prompt], return_tensors="pt", **images), output_hidden_states=True)
+    vector = out.hidden_states[-1][0, -1].numpy()
+    return vector / np.linalg.norm(vector)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["qwen2_vl", "llava_next"])
+def test_embeddings_equal_a_direct_transformers_computation(which, request):
+    folder = request.getfixturevalue(which)
+    encoder = ms.load_encoder(folder)
+    assert isinstance(encoder, VLMEncoder)
+    family = FAMILIES["gme" if which == "qwen2_vl" else "e5v"]
+    assert encoder.family == family and encoder.dim == 32
+    token = encoder.image_token
+    texts = ["a dog runs on the beach", "red ball"]
+    images = [_image(1, (40, 40)), _image(2, (64, 30)), _image(3, (41, 39))]
+    # texts, as documents and as queries (GME's query prompt differs; E5-V's is the same)
+    docs, queries = encoder.encode(texts, "text"), encoder.encode_query(texts, "text")
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(docs[i], _direct(folder, family.doc_text.format(text=text), None), atol=2e-5)
+        np.testing.assert_allclose(queries[i], _direct(folder, family.query_text.format(text=text), None), atol=2e-5)
+    # images of different sizes in one batch (run in size groups, back in the order given)
+    vectors = encoder.encode(images, "image")
+    for i, image in enumerate(images):
+        np.testing.assert_allclose(vectors[i], _direct(folder, family.doc_image.format(image=token), image), atol=2e-5)
+    # image+text: one prompt with both, one vector
+    joint = encoder.encode_multimodal(texts, images[:2])
+    assert joint.shape == (2, 32)
+    for i in range(2):
+        prompt = family.doc_multimodal.format(image=token, text=texts[i])
+        np.testing.assert_allclose(joint[i], _direct(folder, prompt, images[i]), atol=2e-5)
+    assert not np.allclose(joint[0], docs[0]) and not np.allclose(joint[0], vectors[0])
+
+
+def test_family_from_the_name_and_explicit(qwen2_vl, tmp_path):
+    named = tmp_path / "VLM2Vec-Qwen2VL-tiny"
+    named.symlink_to(qwen2_vl, target_is_directory=True)
+    assert ms.load_encoder(named).family.name == "vlm2vec"
+    encoder = VLMEncoder(str(qwen2_vl), family="vlm2vec")
+    assert encoder.family.name == "vlm2vec" and encoder.info()["family"] == "vlm2vec"
+    assert encoder.fingerprint != ms.load_encoder(qwen2_vl).fingerprint  # prompts change embeddings
+    with pytest.raises(ms.UsageError, match="unknown VLM family"):
+        VLMEncoder(str(qwen2_vl), family="nope")
+
+
+def test_phi3_v_without_its_code_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "phi3_v", "architectures": ["Phi3VForCausalLM"]}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"Phi-3.5-V.*modeling_phi3_v.py"):
+        ms.load_encoder(tmp_path)
+    for name in ("modeling_phi3_v.py", "processing_phi3_v.py"):
+        (tmp_path / name).write_text("# remote code\n")
+    with pytest.raises(ModelError, match="trust_remote_code=True"):
+        ms.load_encoder(tmp_path)
+
+
+def _corpus(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    (folder / "img").mkdir()
+    records = []
+    for i in range(12):
+        text = " ".join(rng.choice(WORDS, 5))
+        image = folder / "img" / f"{i}.png"
+        _image(10 + i, (32 + 4 * (i % 3), 32)).save(image)
+        record = [{"text": text}, {"image": str(image)}, {"text": text, "image": str(image)}][i % 3]
+        records.append({"id": f"d{i}", **record})
+    path = folder / "corpus.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.slow
+def test_index_search_audit_and_every_calibration(llava_next, tmp_path):
+    encoder = ms.load_encoder(llava_next)
+    corpus = _corpus(tmp_path)
+    index, report = ms.build_index(corpus, tmp_path / "index", encoder, calibration="none")
+    assert report.indexed == 12 and index.model.extra["family"] == "e5v" and index.model.backend == "VLMEncoder"
+    hits = index.search("a dog on the beach", k=5)
+    assert len(hits) == 5 and {h.modality for h in index.search("red ball", k=12)} == {"text", "image", "multimodal"}
+    # the query went through the query prompt: the same vector as encode_query gives
+    query = encoder.encode_query("a dog on the beach")
+    assert np.isclose(hits[0].score, float(index.search_vectors(query[None, :], k=1)[0][0].score), atol=1e-5)
+    audit = audit_index(index, n_probes=4, k=3)
+    assert audit.probes["n"] == 4
+    texts = [" ".join(np.random.default_rng(i).choice(WORDS, 4)) for i in range(6)]
+    images = [str(p) for p in sorted((tmp_path / "img").glob("*.png"))]
+    fitted = fit_calibration(encoder, {"query": texts, "text": texts, "image": images}, method="mean")
+    for method in METHODS:
+        view = index.with_calibration(fitted, method=method)
+        assert len(view.search("a child in the snow", k=4)) == 4, method
