@@ -13,8 +13,11 @@ import pytest
 from PIL import Image
 
 import mixsearch as ms
+from mixsearch import bench as B
 from mixsearch.audit import audit_index
+from mixsearch.bench.cost import cost_table, model_cost
 from mixsearch.calibration import METHODS, fit_calibration
+from mixsearch.encoders.base import Encoder
 from mixsearch.encoders.vlm import FAMILIES, VLMEncoder
 from mixsearch.errors import ModelError
 
@@ -252,3 +255,74 @@ def test_index_search_audit_and_every_calibration(llava_next, tmp_path):
     for method in METHODS:
         view = index.with_calibration(fitted, method=method)
         assert len(view.search("a child in the snow", k=4)) == 4, method
+
+
+# -- cost per item (bench/cost.py) -----------------------------------------------------------
+
+
+class _Linear(Encoder):
+    """Two linear towers: text 8 -> 4 (one-hot of the length), image 12 -> 4 (pixel means): FLOPs by hand."""
+
+    name, fingerprint, dim, max_length = "linear", "0" * 16, 4, 64
+    modalities = frozenset({"text", "image"})
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        self.model = torch.nn.ModuleDict({"text_model": torch.nn.Linear(8, 4), "vision_model": torch.nn.Linear(12, 4)})
+
+    def _encode_batch(self, batch, modality):
+        import torch
+
+        if modality == "text":
+            x = torch.nn.functional.one_hot(torch.tensor([len(t) % 8 for t in batch]), 8).float()
+        else:
+            x = torch.tensor(np.stack([np.asarray(im, np.float32).mean(axis=(0, 1)).repeat(4) for im in batch]))
+        tower = self.model["text_model" if modality == "text" else "vision_model"]
+        with torch.inference_mode():
+            return tower(x).numpy(), [False] * len(batch)
+
+
+def test_flops_and_parameters_by_hand():
+    cost = model_cost(_Linear(), timed_items=2, min_seconds=0.0)
+    # a linear layer on one row: 2 FLOPs per multiply-add, in x out of them
+    assert cost["flops"] == {"text": 2 * 8 * 4, "image": 2 * 12 * 4, "multimodal": 2 * 8 * 4 + 2 * 12 * 4}
+    assert cost["parameters"] == {"total": 36 + 52, "image": 12 * 4 + 4, "text": 8 * 4 + 4}
+    assert set(cost["items_per_s"]) == {"text", "image", "multimodal"} and min(cost["items_per_s"].values()) > 0
+    assert "224x224" in cost["inputs"]["image"] and "two passes" in cost["inputs"]["multimodal"]
+    table = "\n".join(cost_table({"linear": {"cost": cost}}))
+    assert "| `linear` | 8.8e-05 |" in table and "GFLOPs image+text" in table
+
+
+@pytest.mark.slow
+def test_vlm_cost_is_one_joint_pass(llava_next):
+    cost = model_cost(ms.load_encoder(llava_next), timed_items=2, min_seconds=0.0)
+    flops = cost["flops"]
+    # the joint prompt reads the image's tokens and the caption's: more than either alone, one pass
+    assert (
+        flops["multimodal"] > max(flops["text"], flops["image"]) and "one forward pass" in cost["inputs"]["multimodal"]
+    )
+    assert {"image", "decoder", "unused"} <= set(cost["parameters"])  # vision tower, LLM, its unused head
+
+
+@pytest.mark.slow
+def test_bench_reports_cost_per_model(tiny_clip, tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "caps"
+    (folder / "images").mkdir(parents=True)
+    for split, n in (("dev", 6), ("train", 4)):
+        with (folder / f"{split}.jsonl").open("w") as f:
+            for i in range(n):
+                _image(50 + i).save(folder / "images" / f"{split}{i}.png")
+                caps = [" ".join(rng.choice(WORDS, 5)) for _ in range(2)]
+                f.write(json.dumps({"image": f"images/{split}{i}.png", "captions": caps}) + "\n")
+    config = B.BenchConfig(settings=(3,), progress=False, max_calibration=20)
+    B.bench(folder, [str(tiny_clip)], tmp_path / "out", config=config)
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    cost = next(iter(data["runs"][0]["models"].values()))["cost"]
+    assert set(cost) >= {"parameters", "flops", "inputs", "items_per_s"}
+    assert cost["flops"]["image"] > 0 and cost["flops"]["multimodal"] == cost["flops"]["text"] + cost["flops"]["image"]
+    assert {"text", "image"} <= set(cost["parameters"])
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "### Cost per item" in report and "GFLOPs text" in report
