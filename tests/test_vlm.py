@@ -247,14 +247,31 @@ def test_index_search_audit_and_every_calibration(llava_next, tmp_path):
     # the query went through the query prompt: the same vector as encode_query gives
     query = encoder.encode_query("a dog on the beach")
     assert np.isclose(hits[0].score, float(index.search_vectors(query[None, :], k=1)[0][0].score), atol=1e-5)
+    # an image+text document is its joint vector (one prompt, one pass), not a fusion of its parts
+    records = [json.loads(line) for line in corpus.read_text().splitlines()]
+    pairs = [(r["text"], r["image"]) for r in records if "text" in r and "image" in r]
+    joint = encoder.encode_multimodal([t for t, _ in pairs], [i for _, i in pairs])
+    raw = index.raw()
+    rows = [index.ids.index(r["id"]) for r in records if "text" in r and "image" in r]
+    np.testing.assert_allclose(np.asarray(raw["multimodal"])[rows], joint, atol=1e-5)
+    d2 = index.ids.index("d2")
+    score = float(np.dot(query, joint[0]))
+    assert np.isclose([h.score for h in index.search_vectors(query[None, :], k=12)[0] if h.id == "d2"][0], score)
+    assert np.abs(np.asarray(raw["text"])[d2]).sum() > 0  # its parts stay: audit probes, the gap
     audit = audit_index(index, n_probes=4, k=3)
-    assert audit.probes["n"] == 4
+    assert audit.probes["n"] == 4 and set(audit.gap["parts"]) == {"text", "image"}
+    # every calibration method applies; corpus means include one for joint documents
+    fitted_here = index.with_calibration(None)
+    assert set(fitted_here.calibrator.counts_) == {"text", "image", "multimodal", "query"}
     texts = [" ".join(np.random.default_rng(i).choice(WORDS, 4)) for i in range(6)]
     images = [str(p) for p in sorted((tmp_path / "img").glob("*.png"))]
-    fitted = fit_calibration(encoder, {"query": texts, "text": texts, "image": images}, method="mean")
+    sources = {"query": texts, "text": texts, "image": images, "multimodal": list(zip(texts, images))}
+    fitted = fit_calibration(encoder, sources, method="mean")
     for method in METHODS:
         view = index.with_calibration(fitted, method=method)
         assert len(view.search("a child in the snow", k=4)) == 4, method
+    with pytest.raises(ms.CalibrationError, match="multimodal"):  # joint documents need their own mean
+        index.with_calibration(fit_calibration(encoder, {"query": texts, "text": texts, "image": images}))
 
 
 # -- cost per item (bench/cost.py) -----------------------------------------------------------

@@ -65,6 +65,10 @@ def content_key(modality: str, item: str | Path) -> str:
     """
     h = hashlib.sha256(modality.encode() + b"\0")
     what = modality.split("@")[0]
+    if what == "multimodal":  # a (text, image path) pair a joint encoder embeds as one item
+        text, image = item  # type: ignore[misc]
+        h.update(f"{content_key('text', text)}:{content_key('image', image)}".encode())
+        return h.hexdigest()
     if what == "text":
         try:
             h.update(str(item).encode("utf-8"))

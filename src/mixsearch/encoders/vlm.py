@@ -277,17 +277,24 @@ class VLMEncoder(Encoder):
 
     # -- encoding -----------------------------------------------------------------------------
 
-    def encode_multimodal(self, texts: list[str], images: list, *, query: bool = False) -> np.ndarray:
+    def encode_multimodal(self, texts: Sequence[str], images: Sequence[Any], *, query: bool = False) -> np.ndarray:
         """Image+text items encoded jointly: one prompt holding the image and its text, one vector
-        each (L2-normalised), in batches of ``batch_size``."""
+        each (L2-normalised); the same as ``encode(list(zip(texts, images)), "multimodal")``."""
         if len(texts) != len(images):
             raise UsageError(f"{len(texts)} texts for {len(images)} images: give one text per image")
-        out = []
-        for start in range(0, len(texts), self.batch_size):
-            loaded = [self.load("image", x) for x in images[start : start + self.batch_size]]
-            heads, _ = self._cut(list(texts[start : start + self.batch_size]))
-            out.append(normalize(self._by_size(heads, loaded, "multimodal", query)))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return self.encode(list(zip(texts, images)), "multimodal", query=query)
+
+    def check_modality(self, modality: str) -> None:
+        """Texts, images, and ``multimodal`` items: (text, image) pairs encoded jointly."""
+        if modality != "multimodal":
+            super().check_modality(modality)
+
+    def load(self, modality: str, item: Any) -> Any:
+        """Open one item; a ``multimodal`` item is a (text, image) pair, its image opened."""
+        if modality == "multimodal":
+            text, image = item
+            return str(text), super().load("image", image)
+        return super().load(modality, item)
 
     def _encode_batch(self, batch: list, modality: str, query: bool = False) -> tuple[np.ndarray, list[bool]]:
         if modality == "text":
@@ -295,6 +302,9 @@ class VLMEncoder(Encoder):
             return self._forward(self._prompts("text", query, texts), None), truncated
         if modality == "image":
             return self._by_size([None] * len(batch), batch, "image", query), [False] * len(batch)
+        if modality == "multimodal":
+            texts, truncated = self._cut([text for text, _ in batch])
+            return self._by_size(texts, [image for _, image in batch], "multimodal", query), truncated
         raise ModelError(f"model {self.name!r} has no {modality} tower")
 
     def _cut(self, texts: list[str]) -> tuple[list[str], list[bool]]:
