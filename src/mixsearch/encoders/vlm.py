@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, UsageError
-from ..vectors import normalize
 from .base import Encoder, pick_device
 from .fingerprint import cut_texts, fingerprint_weights, local_folder
 from .transformers import _loading, check_loading
