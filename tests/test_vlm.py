@@ -270,6 +270,12 @@ def test_index_search_audit_and_every_calibration(llava_next, tmp_path):
     for method in METHODS:
         view = index.with_calibration(fitted, method=method)
         assert len(view.search("a child in the snow", k=4)) == 4, method
+    # added documents (a new segment) are encoded the same way: an image+text one jointly
+    image = str(tmp_path / "img" / "0.png")
+    index.add([ms.Document("new-text", text="a blue bike"), ms.Document("new-pair", text="a blue bike", image=image)])
+    new_joint = encoder.encode_multimodal(["a blue bike"], [image])[0]
+    np.testing.assert_allclose(np.asarray(index.raw()["multimodal"])[index.ids.index("new-pair")], new_joint, atol=1e-5)
+    assert np.abs(np.asarray(index.raw()["multimodal"])[index.ids.index("new-text")]).sum() == 0
     with pytest.raises(ms.CalibrationError, match="multimodal"):  # joint documents need their own mean
         index.with_calibration(fit_calibration(encoder, {"query": texts, "text": texts, "image": images}))
 
