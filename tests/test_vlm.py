@@ -18,7 +18,7 @@ from mixsearch.audit import audit_index
 from mixsearch.bench.cost import cost_table, model_cost
 from mixsearch.calibration import METHODS, fit_calibration
 from mixsearch.encoders.base import Encoder
-from mixsearch.encoders.vlm import FAMILIES, VLMEncoder
+from mixsearch.encoders.vlm import FAMILIES, VLMEncoder, family_of
 from mixsearch.errors import ModelError
 
 WORDS = "a dog cat beach ball red blue runs jumps grass snow child water bike street man woman".split()
@@ -199,6 +199,18 @@ def test_embeddings_equal_a_direct_transformers_computation(which, request):
     assert not np.allclose(joint[0], docs[0]) and not np.allclose(joint[0], vectors[0])
 
 
+def test_family_from_the_name_then_the_model_type():
+    assert family_of("TIGER-Lab/VLM2Vec-Qwen2VL-2B", "qwen2_vl").name == "vlm2vec"
+    assert family_of("Alibaba-NLP/gme-Qwen2-VL-2B-Instruct", "qwen2_vl").name == "gme"
+    assert family_of("royokong/e5-v", "llava_next").name == "e5v"
+    assert family_of("someone/qwen2-vl-embedder", "qwen2_vl").name == "gme"  # the model type's default
+    assert family_of("TIGER-Lab/VLM2Vec-Full", "phi3_v").name == "vlm2vec"
+    assert family_of("x/y", "llava_next", "E5-V").name == "e5v"
+    with pytest.raises(ms.UsageError, match="unknown VLM family"):
+        family_of("x/y", "qwen2_vl", "nope")
+
+
+@pytest.mark.slow
 def test_family_from_the_name_and_explicit(qwen2_vl, tmp_path):
     named = tmp_path / "VLM2Vec-Qwen2VL-tiny"
     named.symlink_to(qwen2_vl, target_is_directory=True)
