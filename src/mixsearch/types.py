@@ -28,6 +28,9 @@ MODALITY_ALIASES = {
 MODALITY_TAGS = {"text": "T", "image": "I", "multimodal": "M", "audio": "A", "video": "V"}
 #: Roles a calibration mean can be fitted for: queries, and each document modality.
 ROLES = ("query", *MODALITIES)
+#: ROLES and ``multimodal``: the mean of image+text documents a joint encoder (a VLM) embeds as one
+#: vector (``Encoder.joint_modalities``) instead of fusing a text and an image part.
+PART_ROLES = (*ROLES, "multimodal")
 #: Names a document's metadata field may not take: the columns of our own.
 RESERVED_FIELDS = ("id", "_id", "text", "title", *MEDIA, "modality")
 

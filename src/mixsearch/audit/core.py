@@ -357,7 +357,7 @@ def _probes(
         vectors = np.asarray(idx.raw()["text"][np.asarray(rows)], dtype=np.float32)
     else:
         log.info("audit: encoding %d probe texts", len(texts))
-        vectors = idx.encoder.encode(texts, "text", progress=progress)
+        vectors = idx.encoder.encode_query(texts, "text", progress=progress)
     extra = 1 if given is None else 0  # room to drop the probe's own document
     hits = {}
     for name, view in (("plain", plain), ("calibrated", calibrated)):

@@ -38,6 +38,7 @@ class BenchConfig:
     # relevance thresholds (bench/thresholds.py): measured on setting 3's corpus when given
     thresholds: tuple[float, ...] = ()
     relevance_kind: str = "isotonic"  # or "platt"
+    cost: bool = True  # parameters, FLOPs per item and items/s per model (bench/cost.py)
 
     def record(self) -> dict:
         """The configuration as JSON-ready data, for results.json."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import templates
 from ..errors import require
 from . import thresholds
+from .cost import cost_table
 
 MAIN_METRIC = "ndcg@10"
 
@@ -135,6 +136,9 @@ def markdown(result: dict) -> str:
                 + (f"; {c['screenshot_image_mean']}" if c.get("screenshot_image_mean") else "")
             )
         parts.append(f"- timings (s): {json.dumps(run['timings'])}")
+        cost = cost_table(run["models"])
+        if cost:
+            parts += ["", "### Cost per item", "", *cost]
         rows = run["rows"]
         s3 = [r for r in rows if r["setting"] == 3]
         if len({r.get("method") for r in rows}) > 2:

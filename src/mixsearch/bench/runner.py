@@ -29,6 +29,7 @@ from ..eval import evaluate_all, restrict_qrels, run_from_ranking
 from ..types import Document, Hit
 from . import settings as _settings
 from .config import BenchConfig
+from .cost import model_cost
 from .datasets import Benchmark, Query, detect_kind, first_by_hash, load_benchmark, paired_media
 from .plan import CalibrationPlan, fit_plan, plan_calibration
 from .thresholds import threshold_study
@@ -65,6 +66,7 @@ class ModelRun:
                     cache=cache,
                     progress=cfg.progress,
                     report=lambda p: self.problems.append(f"query: {p}"),
+                    query=True,
                 )
                 arrays[m], ok = out.vectors, ok & out.ok
             self.raw[parts] = ([q.id for q, good in zip(qs, ok) if good], {m: a[ok] for m, a in arrays.items()})
@@ -166,8 +168,12 @@ def run_benchmark(
         if save_dir is not None and cal.method != "none":
             path = Path(save_dir) / f"{_slug(name)}--{_slug(bench.name)}.safetensors"
             cal_record["file"] = str(save_calibration(cal, path))
+        # measured before the run, so on the runtime the model starts on (PyTorch: FLOPs countable)
+        cost = model_cost(encoder) if cfg.cost else None
         engine = ModelRun(encoder, bench, cfg, work / "indexes" / _slug(name))
         out["models"][name] = {"info": encoder.info(), "calibration": cal_record, "queries": len(engine.queries)}
+        if cost is not None:
+            out["models"][name]["cost"] = cost
         for setting in cfg.settings:
             ts = time.perf_counter()
             log.info("[%s] %s: setting %s", bench.name, name, setting)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CalibrationError, UsageError
-from ..types import DOCUMENT_MODALITIES, MEDIA, ROLES
+from ..types import DOCUMENT_MODALITIES, MEDIA, PART_ROLES
 from ..vectors import normalize
 
 if TYPE_CHECKING:
@@ -772,6 +772,8 @@ def _fit_score_stats(samples: Mapping[str, list[np.ndarray]], alpha: float) -> d
                 fused.append(normalize(alpha * sample["text"][:n] + (1 - alpha) * sample[media][:n]))
         if fused:
             out["multimodal"] = _moments(q @ np.concatenate(fused).T)
+    if "multimodal" in sample:  # jointly encoded image+text documents: their own vectors
+        out["multimodal"] = _moments(q @ sample["multimodal"].T)
     return {m: s for m, s in out.items() if s[1] > 0}
 
 
@@ -808,8 +810,8 @@ def _no_score_stats(modality: str, stats: Mapping) -> str:
 
 
 def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise UsageError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if role not in PART_ROLES:
+        raise UsageError(f"unknown role {role!r}; expected one of {', '.join(PART_ROLES)}")
 
 
 def _check_alpha(alpha: float) -> float:

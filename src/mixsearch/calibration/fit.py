@@ -10,7 +10,7 @@ from ..embedding import embed, open_cache
 from ..encoders import Encoder
 from ..errors import CalibrationError
 from ..ingest import read_items
-from ..types import ROLES, Problem
+from ..types import PART_ROLES, Problem
 from .core import RRF_K, Calibrator
 
 CHUNK = 4096  # items encoded per step: bounds memory, and progress is saved per batch
@@ -39,9 +39,13 @@ def fit_calibration(
     per line) or JSON Lines with a ``text`` field for ``query``/``text``; a folder or JSON Lines
     with an ``image`` (``audio``, ``video``) field for media; or a list of texts or media paths.
     """
-    unknown = set(sources) - set(ROLES)
+    unknown = set(sources) - set(PART_ROLES)
     if unknown:
-        raise CalibrationError(f"unknown calibration role(s) {', '.join(sorted(unknown))}; expected {', '.join(ROLES)}")
+        raise CalibrationError(
+            f"unknown calibration role(s) {', '.join(sorted(unknown))}; expected {', '.join(PART_ROLES)}"
+        )
+    if isinstance(sources.get("multimodal"), (str, Path)):
+        raise CalibrationError("multimodal calibration items are (text, image path) pairs given in a list")
     given: dict[str, Path | Sequence[str | Path]] = {
         role: items if isinstance(items, (list, tuple)) else Path(items)  # type: ignore[arg-type]
         for role, items in sources.items()
@@ -71,7 +75,9 @@ def fit_calibration(
             modality = "text" if role == "query" else role
             items = read_items(source, modality, report or _ignore) if isinstance(source, Path) else source
             for batch in batched(items, CHUNK):
-                out = embed(encoder, batch, modality, cache=cache, report=report, progress=progress)
+                out = embed(
+                    encoder, batch, modality, cache=cache, report=report, progress=progress, query=role == "query"
+                )
                 cal.partial_fit(out.vectors[out.ok], role)
             if role not in cal.counts_:
                 what = f"the {len(source)} items given" if isinstance(source, (list, tuple)) else str(source)

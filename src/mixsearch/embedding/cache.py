@@ -26,6 +26,7 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,17 +56,22 @@ _UNITS = {
 }  # fmt: skip
 
 
-def content_key(modality: str, item: str | Path) -> str:
-    """``modality:sha256`` of a text, or of a media file's bytes; an ``InputError`` names a bad item.
+def content_key(modality: str, item: Any) -> str:
+    """``modality:sha256`` of a text, or of a media file's bytes (for ``multimodal``, of a (text,
+    image path) pair's keys); an ``InputError`` names a bad item.
 
-    ``modality`` may carry a loading option after an ``@`` (``video@8``: eight frames per clip),
-    which keys the item apart. A media path must name a regular file: a FIFO or a device
-    (``/dev/zero``) would block or never end, and a NUL character in it is refused as Python's
-    ``open`` would (with a ``ValueError``).
+    ``modality`` may carry a loading option after an ``@`` (``video@8``: eight frames per clip;
+    ``text@query``: a query of a model with query prompts), which keys the item apart. A media
+    path must name a regular file: a FIFO or a device (``/dev/zero``) would block or never end,
+    and a NUL character in it is refused as Python's ``open`` would (with a ``ValueError``).
     """
     h = hashlib.sha256(modality.encode() + b"\0")
     what = modality.split("@")[0]
-    if modality == "text":
+    if what == "multimodal":  # a (text, image path) pair a joint encoder embeds as one item
+        text, image = item
+        h.update(f"{content_key('text', text)}:{content_key('image', image)}".encode())
+        return h.hexdigest()
+    if what == "text":
         try:
             h.update(str(item).encode("utf-8"))
         except UnicodeEncodeError as err:  # a lone surrogate, e.g. a cut emoji from JSON

@@ -53,6 +53,7 @@ def embed(
     where: Sequence[str] | None = None,
     doc_ids: Sequence[str] | None = None,
     progress: bool | None = None,
+    query: bool = False,
 ) -> Embedded:
     """Encode items (texts, or media paths) through the cache; a bad item is reported, not fatal.
 
@@ -68,6 +69,8 @@ def embed(
     vectors = np.zeros((n, encoder.dim), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
     truncated = np.zeros(n, dtype=bool)
+    query = query and encoder.query_prompts
+    tag = f"{encoder.cache_tag(modality)}@query" if query else encoder.cache_tag(modality)
 
     def fail(i: int, message: str) -> None:
         if report:
@@ -79,7 +82,7 @@ def embed(
     for i, item in enumerate(items):
         if item not in known:
             try:
-                known[item] = content_key(encoder.cache_tag(modality), item)
+                known[item] = content_key(tag, item)
             except InputError as err:
                 known[item] = err
         found = known[item]
@@ -119,7 +122,9 @@ def embed(
                     for i in rows_of[key]:
                         fail(i, str(err))
             if batch:
-                out, flags = encoder.encode_with_flags(batch, modality, batch_size=len(batch), progress=False)
+                out, flags = encoder.encode_with_flags(
+                    batch, modality, batch_size=len(batch), progress=False, query=query
+                )
                 finite = np.isfinite(out).all(axis=1)  # a NaN would vanish from every ranking: refuse it
                 for key, vector, flag, good in zip(loaded, out, flags, finite):
                     rows = rows_of[key]

@@ -46,6 +46,9 @@ class Encoder(ABC):
     modalities: frozenset[str]
     max_length: int
     batch_size: int = 32
+    #: Whether queries are encoded differently from documents (the instruction prompts of
+    #: generative embedders): then ``encode_query`` passes ``query=True`` to ``_encode_batch``.
+    query_prompts: bool = False
 
     def encode(
         self,
@@ -54,14 +57,20 @@ class Encoder(ABC):
         *,
         batch_size: int | None = None,
         progress: bool | None = None,
+        query: bool = False,
     ) -> np.ndarray:
         """Encode texts (``modality="text"``) or media (paths or loaded objects, e.g. PIL images).
 
         A list gives one row per item, ``(n, d)``; one item (a string, a path, a loaded image)
         gives one vector, ``(d,)``, as in sentence-transformers: a string is never read as a list
-        of characters."""
-        vectors, _ = self.encode_with_flags(items, modality, batch_size=batch_size, progress=progress)
+        of characters. ``query``: encode them as queries (see ``encode_query``)."""
+        vectors, _ = self.encode_with_flags(items, modality, batch_size=batch_size, progress=progress, query=query)
         return vectors
+
+    def encode_query(self, items: Any, modality: str = "text", **options: Any) -> np.ndarray:
+        """Encode search queries, as sentence-transformers' ``encode_query`` does: the same as
+        ``encode`` for dual encoders; a generative embedder wraps them in its query prompts."""
+        return self.encode(items, modality, query=True, **options)
 
     def encode_with_flags(
         self,
@@ -70,11 +79,14 @@ class Encoder(ABC):
         *,
         batch_size: int | None = None,
         progress: bool | None = None,
+        query: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Like ``encode``, also returning which texts were truncated to the model's context
         (one flag for one item)."""
         if _is_one_item(items):
-            one, one_flag = self.encode_with_flags([items], modality, batch_size=batch_size, progress=progress)
+            one, one_flag = self.encode_with_flags(
+                [items], modality, batch_size=batch_size, progress=progress, query=query
+            )
             return one[0], one_flag[0]
         self.check_modality(modality)
         batch_size = batch_size or self.batch_size
@@ -84,7 +96,10 @@ class Encoder(ABC):
                 batch = list(items[start : start + batch_size])
                 if modality != "text":
                     batch = [self.load(modality, x) for x in batch]
-                vectors, truncated = self._encode_batch(batch, modality)
+                if query and self.query_prompts:
+                    vectors, truncated = self._encode_batch(batch, modality, query=True)  # type: ignore[call-arg]
+                else:
+                    vectors, truncated = self._encode_batch(batch, modality)
                 out.append(normalize(vectors))
                 flags.extend(truncated)
                 bar.update(len(batch))
@@ -182,6 +197,8 @@ ENCODERS: Registry[Backend] = Registry(
             "mixsearch.encoders.sentence_transformers:SentenceTransformerEncoder",
             "mixsearch.encoders.sentence_transformers:accepts",
         ),
+        # generative (VLM) embedders: Qwen2-VL, LLaVA-NeXT and Phi-3.5-V checkpoints
+        "vlm": ("mixsearch.encoders.vlm:VLMEncoder", "mixsearch.encoders.vlm:accepts"),
         # the fallback: any model no other backend claims
         "transformers": ("mixsearch.encoders.transformers:TransformersEncoder", None),
     }

@@ -87,7 +87,7 @@ def build_index(
         if not docs:
             raise _nothing_to_index(corpus_name, report)
         if prepared is not None:  # a missing mean fails now, not after hours of encoding
-            require_roles(prepared, {m for d in docs for m in d.parts}, encoder.dim, {d.modality for d in docs})
+            require_roles(prepared, documents.part_roles(docs, encoder), encoder.dim, {d.modality for d in docs})
         table = store.document_table(docs)  # so does metadata of mixed kinds
         segment = str(generation)
         files["documents"].mkdir()
@@ -103,7 +103,7 @@ def build_index(
         report.skipped += len(report.skipped_ids)
         if not docs:
             raise _nothing_to_index(corpus_name, report)
-        present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
+        present = documents.presence_of(docs, raw)
         if prepared is None:  # fit on this corpus, now that it is encoded
             calibrator, source = resolve_calibration(None, encoder.info(), raw, present, alpha, report.notes, method)
         else:

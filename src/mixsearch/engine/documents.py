@@ -59,6 +59,33 @@ def read(corpus: str | Path | Sequence[Document], report: Report, encoder: Encod
     return kept, name
 
 
+def joint(encoder: Encoder) -> bool:
+    """Whether ``encoder`` embeds an image+text document as one vector (a VLM), beside its parts."""
+    return "multimodal" in getattr(encoder, "joint_modalities", ())
+
+
+def part(doc: Document, m: str) -> object:
+    """A document's item of part ``m``: its text, a media path as a string, or for ``multimodal``
+    (a joint encoder's) its (text, image path) pair; None when it lacks it."""
+    if m == "multimodal":
+        return (doc.text, str(doc.image)) if doc.text is not None and doc.image is not None else None
+    value = getattr(doc, m)
+    return value if value is None or m == "text" else str(value)
+
+
+def part_roles(docs: Sequence[Document], encoder: Encoder) -> set[str]:
+    """The calibration roles the parts of ``docs`` need (``multimodal`` too for a joint encoder)."""
+    roles = {m for d in docs for m in d.parts}
+    if joint(encoder) and any(part(d, "multimodal") is not None for d in docs):
+        roles.add("multimodal")
+    return roles
+
+
+def presence_of(docs: Sequence[Document], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Which of ``docs`` have each part of ``raw``."""
+    return {m: np.array([part(d, m) is not None for d in docs], dtype=bool) for m in raw}
+
+
 def encode(
     docs: list[Document],
     encoder: Encoder,
@@ -69,21 +96,24 @@ def encode(
 ) -> tuple[list[Document], dict[str, np.ndarray]]:
     """Encode every part of every document into ``folder/<modality>.npy`` (memory-mapped, zero
     rows where a document lacks the part); keep only the documents whose every part encoded
-    (the others' ids go to ``report.skipped_ids``; ``report.skipped`` is left to the caller)."""
-    modalities = [m for m in MODALITIES if any(getattr(d, m) is not None for d in docs)]
+    (the others' ids go to ``report.skipped_ids``; ``report.skipped`` is left to the caller).
+    A joint encoder's image+text documents are also encoded whole, into ``multimodal.npy``: the
+    vector their search uses; their parts stay for the audit and as probes."""
+    roles = [*MODALITIES, "multimodal"] if joint(encoder) else list(MODALITIES)
+    modalities = [m for m in roles if any(part(d, m) is not None for d in docs)]
     ok = np.ones(len(docs), dtype=bool)
     everything = {}
     for m in modalities:
         everything[m] = np.lib.format.open_memmap(folder / f"{m}.all.npy", "w+", np.float32, (len(docs), encoder.dim))
-        rows = [i for i, d in enumerate(docs) if getattr(d, m) is not None]
+        rows = [i for i, d in enumerate(docs) if part(d, m) is not None]
         log.info("encoding %d %s parts with %s", len(rows), m, encoder.name)
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            items = [getattr(docs[i], m) if m == "text" else str(getattr(docs[i], m)) for i in chunk]
+            items = [part(docs[i], m) for i in chunk]
             where, ids = [docs[i].where or docs[i].id for i in chunk], [docs[i].id for i in chunk]
             result = embed(
                 encoder,
-                items,
+                items,  # type: ignore[arg-type]
                 m,
                 cache=cache,
                 report=report.problems.append,

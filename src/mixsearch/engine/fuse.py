@@ -63,8 +63,18 @@ def require_roles(
     cal.require(("query", *sorted(set(modalities))), dim, sorted(set(document_modalities)))
 
 
+def with_joint(present: Mapping[str, np.ndarray], raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``present`` plus, when ``raw`` has jointly encoded image+text documents (a VLM's
+    ``multimodal`` part), which rows they are: those with both a text and an image."""
+    out = dict(present)
+    if "multimodal" in raw and "multimodal" not in out:
+        out["multimodal"] = np.asarray(out["text"], dtype=bool) & np.asarray(out["image"], dtype=bool)
+    return out
+
+
 def document_modalities(present: Mapping[str, np.ndarray]) -> set[str]:
     """The document modalities (``multimodal`` for several parts) of the rows ``present`` marks."""
+    present = {m: p for m, p in present.items() if m != "multimodal"}  # a joint vector is no extra part
     if not present:
         return set()
     parts = np.sum([np.asarray(p, dtype=np.int64) for p in present.values()], axis=0)
@@ -85,6 +95,7 @@ def resolve_calibration(
     ``none`` or the file). With None, document statistics are fitted on ``raw`` (the rows
     ``present`` marks) for ``method`` (default ``mean``). Every mean the index needs must be there."""
     cal, source = prepare_calibration(calibration, model, alpha, method)
+    present = with_joint(present, raw)
     if cal is None:
         cal = fit_on_corpus(model, raw, present, notes, method or "mean", alpha)
     require_roles(cal, [m for m in raw if present[m].any()], int(model["dim"]), document_modalities(present))
@@ -101,6 +112,7 @@ def fit_on_corpus(
 ) -> Calibrator:
     """Document statistics fitted on the indexed documents themselves; queries borrow the text's."""
     fitted_for = {"name": model["name"], "fingerprint": model["fingerprint"], "dim": str(model["dim"])}
+    present = with_joint(present, raw)
     if method in ("none", "rrf"):  # nothing to fit
         notes.append(f"calibration method {method!r}: nothing fitted on the corpus")
         return Calibrator(
@@ -138,13 +150,22 @@ def fuse_documents(
     dim: int,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Calibrated, fused vectors of ``n`` documents, written into ``out`` (e.g. a memory map) or a new array."""
+    """Calibrated, fused vectors of ``n`` documents, written into ``out`` (e.g. a memory map) or a new array.
+
+    A jointly encoded image+text document (``raw["multimodal"]``, a VLM's) is its one vector,
+    calibrated with the ``multimodal`` mean; its text and image parts are not fused."""
     vectors = np.zeros((n, dim), dtype=np.float32) if out is None else out
+    present = with_joint(present, raw)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
-        parts = {m: np.asarray(raw[m][start:stop]) for m in raw}
-        mask = {m: present[m][start:stop] for m in raw}
+        parts = {m: np.asarray(raw[m][start:stop]) for m in raw if m != "multimodal"}
+        mask = {m: present[m][start:stop] for m in parts}
         vectors[start:stop] = calibrator.transform_documents(parts, mask, alpha=alpha) if parts else 0
+        if "multimodal" in raw:
+            rows = np.flatnonzero(present["multimodal"][start:stop])
+            if len(rows):
+                joint = np.asarray(raw["multimodal"][start:stop])[rows]
+                vectors[start + rows] = calibrator.transform(joint, role="multimodal")
     return vectors
 
 

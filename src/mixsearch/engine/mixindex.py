@@ -359,7 +359,7 @@ class MixIndex:
     def _embed(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
         """Raw (uncalibrated) embeddings of queries that all have the same parts: one batch per part."""
         parts = queries[0].parts if queries else ()
-        return {m: self.encoder.encode([getattr(q, m) for q in queries], m, progress=False) for m in parts}
+        return {m: self.encoder.encode_query([getattr(q, m) for q in queries], m, progress=False) for m in parts}
 
     def _calibrate(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw query embeddings -> the vectors searched. A text query takes the query mean, an

@@ -55,7 +55,7 @@ def add_documents(
     if not docs:
         raise InputError("\n".join([f"{corpus_name}: no documents to add", *report.problem_lines(10)]))
     # everything checkable before encoding: the calibration's means, the metadata's kinds
-    require_roles(index.calibrator, {m for d in docs for m in d.parts}, encoder.dim, {d.modality for d in docs})
+    require_roles(index.calibrator, documents.part_roles(docs, encoder), encoder.dim, {d.modality for d in docs})
     store.check_metadata_types(index.data.table.schema, store.document_table(docs).schema, corpus_name)
     folder = index.folder
     with store.transaction(folder, expected=index.manifest) as txn:
@@ -71,7 +71,7 @@ def add_documents(
         report.skipped += len(report.skipped_ids)
         if not docs:
             raise InputError("\n".join([f"{corpus_name}: no documents to add", *report.problem_lines(10)]))
-        present = {m: np.array([getattr(d, m) is not None for d in docs], dtype=bool) for m in raw}
+        present = documents.presence_of(docs, raw)
         vectors = fuse_documents(index.calibrator, index.alpha, raw, present, len(docs), encoder.dim)
         table = store.document_table(docs)
         store.write_table(files["documents"] / f"{segment}.parquet", table)
