@@ -270,7 +270,7 @@ class MixIndex:
         ``SearchResults``, of one list, as sentence-transformers' ``semantic_search`` does).
 
         ``vectors``: an ``(n, d)`` array already in this index's calibrated space, or the RAW query
-        embeddings by part, as ``index.encoder.encode(items, modality)`` makes them
+        embeddings by part, as ``index.encoder.encode_query(items, modality)`` makes them
         (``{"text": (n, d)}``, ``{"image": ...}``, ``{"text": ..., "image": ...}`` for image+text
         queries), which this index calibrates first.
         """
@@ -316,10 +316,10 @@ class MixIndex:
         audios: Sequence[MediaQuery] | None = None,
         videos: Sequence[MediaQuery] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Deprecated: ``index.encoder.encode(items, modality)`` gives raw query embeddings.
+        """Deprecated: ``index.encoder.encode_query(items, modality)`` gives raw query embeddings.
         Kept one release (the server still calls it)."""
         warnings.warn(
-            "MixIndex.embed_queries is deprecated: use index.encoder.encode(items, modality)",
+            "MixIndex.embed_queries is deprecated: use index.encoder.encode_query(items, modality)",
             DeprecationWarning,
             stacklevel=2,
         )

@@ -78,9 +78,9 @@ def encode(served: Served, texts: list[str] | None = None, images: list[Any] | N
         raise UsageError("empty query: give a text, an image, or both")
     encoder = served.index.encoder
     with served.encode_lock:
-        parts = {"text": encoder.encode(texts, "text", progress=False)} if texts is not None else {}
+        parts = {"text": encoder.encode_query(texts, "text", progress=False)} if texts is not None else {}
         if images is not None:
-            parts["image"] = encoder.encode(images, "image", progress=False)
+            parts["image"] = encoder.encode_query(images, "image", progress=False)
     return parts
 
 
