@@ -171,12 +171,17 @@ def _direct(folder: Path, prompt: str, image: Image.Image | None) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["qwen2_vl", "llava_next"])
-def test_embeddings_equal_a_direct_transformers_computation(which, request):
+@pytest.mark.parametrize(
+    ("which", "family_name"),
+    # VLM2Vec's prompts and last-token pooling on its Qwen2-VL backbone (Phi-3.5-V needs remote code)
+    [("qwen2_vl", "gme"), ("qwen2_vl", "vlm2vec"), ("llava_next", "e5v")],
+)
+def test_embeddings_equal_a_direct_transformers_computation(which, family_name, request):
     folder = request.getfixturevalue(which)
-    encoder = ms.load_encoder(folder)
+    default = {"qwen2_vl": "gme", "llava_next": "e5v"}[which]
+    encoder = ms.load_encoder(folder) if family_name == default else VLMEncoder(str(folder), family=family_name)
     assert isinstance(encoder, VLMEncoder)
-    family = FAMILIES["gme" if which == "qwen2_vl" else "e5v"]
+    family = FAMILIES[family_name]
     assert encoder.family == family and encoder.dim == 32
     token = encoder.image_token
     texts = ["a dog runs on the beach", "red ball"]
