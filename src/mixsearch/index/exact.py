@@ -1,9 +1,10 @@
 """Exact search: inner product (cosine, as vectors are normalised) against every stored vector.
 
 Scores are computed in chunks, so memory stays bounded however many documents there are, with
-a running top-k. Vectors may be memory-mapped from disk, in several parts (one per build or
-add), stored as float32 or float16 (index option ``dtype``; scores are computed in float32 either
-way, a chunk converted at a time). Deleted rows stay in their part, masked, until the engine
+a running top-k; the product is the kernel measured fastest for the shape (``KERNELS``: numpy's
+matrix-vector product for one query, which needs no torch at all). Vectors may be memory-mapped
+from disk, in several parts (one per build or add), stored as float32 or float16 (index option
+``dtype``; scores are computed in float32 either way, converted a cache-sized block at a time). Deleted rows stay in their part, masked, until the engine
 compacts the index.
 """
 
@@ -37,19 +38,90 @@ def chunk_rows(n_queries: int, dim: int, copies_rows: bool = False) -> int:
     return max(256, SCORE_BUDGET // (4 * (n_queries + (dim if copies_rows else 0))))
 
 
-def _as_tensor(block: np.ndarray, *, keep_half: bool = False):
-    """A float32 torch view of a block of rows (no copy when they are float32; float16 rows are
-    converted by torch, a chunk at a time, unless ``keep_half``; memory maps are read-only, which
-    torch only warns about: nothing here writes to them)."""
+#: The matrix product that scores a chunk, per shape, chosen by measurement (benchmarks/bench_issue19.py,
+#: results in benchmarks/results/issue19.md): for one query numpy's matrix-vector product (BLAS sgemv)
+#: streams the rows at ~the memory bandwidth where torch's took 1.9x as long; for 100-query batches
+#: numpy's sgemm also measured faster than torch's mm on the 2-core EPYC. Either may be set per index
+#: (``index.kernels = {"single": "torch", "batch": "torch"}``); results are the same.
+KERNELS: dict[str, str] = {"single": "numpy", "batch": "numpy"}
+SCORERS = ("numpy", "torch")
+#: How each chunk's top k is picked: one query, numpy's argpartition (no torch import at all);
+#: batches, torch's top-k (~2x numpy's argpartition over a (100, rows) block, and no negated copy).
+TOP_K = {"single": "numpy argpartition", "batch": "torch topk"}
+#: float16 rows are converted to float32 this many at a time, into one reused buffer that stays in
+#: cache (4 MiB at 512-d), by torch (~6x numpy's conversion here); the float32 rows are then scored
+#: as float32 rows are. Scoring float16 directly (half-precision GEMM) was ~3x slower on this CPU.
+HALF_BLOCK = 2048
+
+
+def _product(kernel: str):
+    """``product(queries, rows, out)``: ``out[:] = queries @ rows.T`` by ``kernel``, float32."""
+    if kernel not in SCORERS:
+        raise UsageError(f"exact scoring kernel must be one of {', '.join(SCORERS)}, got {kernel!r}")
+    if kernel == "numpy":
+
+        def product(queries: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+            if len(queries) == 1:  # matrix-vector: BLAS sgemv reads the rows once, at the bandwidth
+                np.matmul(rows, queries[0], out=out[0])
+            else:
+                np.matmul(queries, rows.T, out=out)
+
+        return product
+    import torch
+
+    def product_torch(queries: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+        torch.mm(_tensor(queries), _tensor(rows).T, out=_tensor(out))
+
+    return product_torch
+
+
+def _tensor(array: np.ndarray):
+    """A torch view of ``array``, no copy (memory maps are read-only, which torch only warns about:
+    nothing here writes to them)."""
     import warnings
 
     import torch
 
-    block = np.ascontiguousarray(block)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(block)
-    return tensor if tensor.dtype == torch.float32 or keep_half else tensor.to(torch.float32)
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _scorer(queries: np.ndarray, kernel: str, half: bool):
+    """``score(rows) -> (n_queries, len(rows))`` float32 scores of stored rows (a fresh, writable array)."""
+    product = _product(kernel)
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(queries), len(rows)), dtype=np.float32)
+        if not half:
+            product(queries, np.ascontiguousarray(rows), out)
+            return out
+        buffer = np.empty((min(HALF_BLOCK, len(rows)), rows.shape[1]), dtype=np.float32)
+        converted, block = _tensor(buffer), np.empty((len(queries), len(buffer)), dtype=np.float32)
+        for start in range(0, len(rows), HALF_BLOCK):
+            m = min(HALF_BLOCK, len(rows) - start)
+            converted[:m].copy_(_tensor(rows[start : start + m]))
+            if len(queries) == 1:  # one row of scores: written in place
+                product(queries, buffer[:m], out[:, start : start + m])
+            else:
+                part = block if m == len(buffer) else np.empty((len(queries), m), dtype=np.float32)
+                product(queries, buffer[:m], part)
+                out[:, start : start + m] = part
+        return out
+
+    return score
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best ``(scores, columns)`` of each row of ``scores``, in no particular order."""
+    n = scores.shape[1]
+    if len(scores) == 1:
+        top = np.argpartition(scores[0], n - k)[n - k :] if k < n else np.arange(n)
+        return scores[:, top], top[None].astype(np.int64)
+    import torch
+
+    top_scores, top_rows = torch.topk(torch.from_numpy(scores), k, dim=1)
+    return top_scores.numpy(), top_rows.numpy()
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -127,6 +199,8 @@ class ExactIndex:
         self._ids = list(ids)
         self._table = checked_table(fields or {}, len(self._ids), self.where)
         self._deleted: np.ndarray | None = None
+        #: The scoring product per shape ("single" query, "batch"): "numpy" or "torch" (see ``KERNELS``).
+        self.kernels = dict(KERNELS)
         self._forget()
 
     def _forget(self) -> None:
@@ -282,6 +356,15 @@ class ExactIndex:
         scores, rows = self._search_all(queries, min(k, len(live)), everywhere)
         return scores, np.where(rows >= 0, np.searchsorted(live, rows), -1)
 
+    def kernel(self, n_queries: int) -> dict[str, str]:
+        """The kernels a search of ``n_queries`` queries uses: ``{"scores": ..., "top_k": ...,
+        "convert": ...}`` (``convert`` only for float16 storage), as chosen in ``KERNELS``."""
+        shape = "single" if n_queries == 1 else "batch"
+        chosen = {"scores": self.kernels[shape], "top_k": TOP_K[shape]}
+        if self._dtype == np.float16:
+            chosen["convert"] = f"torch, {HALF_BLOCK} rows at a time into a float32 buffer"
+        return chosen
+
     def _search_all(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
         """``search_rows`` over every stored row (deleted ones too, unless ``allowed`` masks them)."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
@@ -294,33 +377,22 @@ class ExactIndex:
         k = max(0, min(k, n))
         if k == 0 or q == 0:
             return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
-        import torch  # its top-k is ~2x numpy's argpartition here, and needs no negated copy
-
-        half = self._dtype == np.float16
+        queries = np.ascontiguousarray(queries)
+        score = _scorer(queries, self.kernels["single" if q == 1 else "batch"], self._dtype == np.float16)
         rows = chunk_rows(q, self.dim)
-        query_t = torch.from_numpy(np.ascontiguousarray(queries))
-        if half:
-            # float16 rows are scored in half precision as stored (converting each chunk to float32
-            # first cost ~5x the matmul on a 2-core Xeon); candidates are rescored in float32 below
-            query_t = query_t.half()
         found_scores, found_rows = [], []
         offset = 0
         for part in self._parts:
             for start in range(0, len(part.vectors), rows):
-                block = _as_tensor(part.vectors[start : start + rows], keep_half=half)
-                scores = query_t @ block.T
+                scores = score(part.vectors[start : start + rows])
                 first = offset + start
                 if allowed is not None:
-                    scores.masked_fill_(torch.from_numpy(~allowed[first : first + len(block)]), -np.inf)
-                top_scores, top_rows = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-                found_scores.append(top_scores.float().numpy())
-                found_rows.append(top_rows.numpy() + first)
+                    scores[:, ~allowed[first : first + scores.shape[1]]] = -np.inf
+                top_scores, top_rows = _top_k(scores, min(k, scores.shape[1]))
+                found_scores.append(top_scores)
+                found_rows.append(top_rows + first)
             offset += len(part.vectors)
         cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
-        if half:  # exact float32 scores of the stored (float16) candidates, as the float32 path gives
-            finite = np.isfinite(cand_scores)
-            exact = np.einsum("qd,qcd->qc", queries, self._stored_rows(cand_rows).astype(np.float32))
-            cand_scores = np.where(finite, exact, cand_scores).astype(np.float32)
         # best first; among equal scores, lower rows first (the same answer however the rows were chunked)
         order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
         best_scores = np.take_along_axis(cand_scores, order, axis=1)
@@ -407,6 +479,7 @@ class ExactIndex:
             )
         index._table = table if table.num_columns else arrow_table({}, total)
         index._deleted = None
+        index.kernels = dict(KERNELS)
         if deleted is not None and len(deleted):
             index._deleted = np.zeros(total, dtype=bool)
             index._deleted[deleted] = True

@@ -1,0 +1,87 @@
+"""Issue 19's faster paths give the results of the implementations they replaced (kept here, frozen,
+as references): top-10 equal, scores within float32 rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixsearch.index import exact as exact_module
+from mixsearch.index.exact import ExactIndex
+
+
+def _unit(rng, n, d):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def old_exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, allowed=None, half=False, rows=None):
+    """mixsearch 0.3.0's ExactIndex search (torch product per chunk, fp16 scored in half precision
+    then rescored in float32), one part."""
+    import torch
+
+    n = len(vectors)
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    rows = rows or exact_module.chunk_rows(len(queries), vectors.shape[1])
+    query_t = torch.from_numpy(queries)
+    if half:
+        query_t = query_t.half()
+    found_scores, found_rows = [], []
+    for start in range(0, n, rows):
+        block = torch.from_numpy(np.ascontiguousarray(vectors[start : start + rows]))
+        scores = query_t @ (block if half else block.float()).T
+        if allowed is not None:
+            scores.masked_fill_(torch.from_numpy(~allowed[start : start + len(block)]), -np.inf)
+        top_scores, top_rows = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        found_scores.append(top_scores.float().numpy())
+        found_rows.append(top_rows.numpy() + start)
+    cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
+    if half:
+        finite = np.isfinite(cand_scores)
+        exact = np.einsum("qd,qcd->qc", queries, vectors[np.clip(cand_rows, 0, None)].astype(np.float32))
+        cand_scores = np.where(finite, exact, cand_scores).astype(np.float32)
+    order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
+    best_scores = np.take_along_axis(cand_scores, order, axis=1)
+    best_rows = np.take_along_axis(cand_rows, order, axis=1)
+    best_rows[~np.isfinite(best_scores)] = -1
+    return best_scores, best_rows
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("n_queries", [1, 13])
+@pytest.mark.parametrize("kernel", ["numpy", "torch"])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_exact_search_equals_the_old_implementation(dtype, n_queries, kernel, filtered, monkeypatch):
+    rng = np.random.default_rng(19)
+    vectors, queries = _unit(rng, 6000, 48), _unit(rng, n_queries, 48)
+    allowed = rng.random(len(vectors)) < 0.3 if filtered else None
+    monkeypatch.setattr(exact_module, "SCORE_BUDGET", 4 * 1500 * (n_queries + 48))  # several chunks
+    monkeypatch.setattr(exact_module, "HALF_BLOCK", 700)  # and several conversion blocks, one short
+    index = ExactIndex(vectors, [str(i) for i in range(len(vectors))], dtype=dtype)
+    index.kernels = {"single": kernel, "batch": kernel}
+    stored = np.asarray(index.vectors)
+    scores, rows = index.search_rows(queries, 10, allowed=allowed)
+    old_scores, old_rows = old_exact_search(stored, queries, 10, allowed, half=dtype == "float16")
+    np.testing.assert_array_equal(rows, old_rows)
+    np.testing.assert_allclose(scores, old_scores, atol=1e-5)
+    if allowed is not None:
+        assert allowed[rows].all()
+
+
+def test_float16_scores_are_float32_products_of_the_stored_rows():
+    rng = np.random.default_rng(3)
+    vectors, queries = _unit(rng, 3000, 32), _unit(rng, 5, 32)
+    index = ExactIndex(vectors, [str(i) for i in range(len(vectors))], dtype="float16")
+    truth = queries @ vectors.astype(np.float16).astype(np.float32).T
+    scores, rows = index.search_rows(queries, 10)
+    np.testing.assert_array_equal(rows, np.argsort(-truth, axis=1, kind="stable")[:, :10])
+    np.testing.assert_allclose(scores, np.take_along_axis(truth, rows, axis=1), atol=1e-6)
+
+
+def test_kernels_are_named_per_shape():
+    index = ExactIndex(np.eye(4, dtype=np.float32), list("abcd"), dtype="float16")
+    assert index.kernel(1) == {"scores": "numpy", "top_k": "numpy argpartition", "convert": index.kernel(1)["convert"]}
+    assert index.kernel(100)["top_k"] == "torch topk"
+    index.kernels = {"single": "blas?", "batch": "numpy"}
+    with pytest.raises(Exception, match="kernel"):
+        index.search_rows(np.eye(4, dtype=np.float32)[:1], 2)
