@@ -85,3 +85,47 @@ def test_kernels_are_named_per_shape():
     index.kernels = {"single": "blas?", "batch": "numpy"}
     with pytest.raises(Exception, match="kernel"):
         index.search_rows(np.eye(4, dtype=np.float32)[:1], 2)
+
+
+def old_paper_ndcg(qrels, run, k):
+    """mixsearch 0.3.0's paper_ndcg: scikit-learn's ndcg_score, called once per query."""
+    from sklearn.metrics import ndcg_score
+
+    from mixsearch.eval.metrics import judged_queries
+
+    values = {}
+    for q in judged_queries(qrels):
+        ranked = sorted((run.get(q) or {}).items(), key=lambda kv: -kv[1])[:k]
+        rel = np.array([[float(qrels[q].get(d, 0)) for d, _ in ranked]])
+        score = np.array([[s for _, s in ranked]], dtype=float)
+        if not ranked or rel.sum() <= 0:
+            values[q] = 0.0
+        elif len(ranked) == 1:
+            values[q] = 1.0
+        else:
+            values[q] = float(ndcg_score(rel, score, k=k))
+    return values
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_paper_ndcg_equals_sklearn_per_query(k):
+    pytest.importorskip("sklearn")
+    from mixsearch.eval import paper_ndcg
+
+    rng = np.random.default_rng(k)
+    docs = [f"d{i}" for i in range(60)]
+    qrels, run = {}, {}
+    for q in range(300):
+        judged = rng.choice(docs, size=rng.integers(1, 8), replace=False)
+        qrels[f"q{q}"] = {d: int(rng.integers(0, 4)) for d in judged}  # graded, some 0
+        if q % 17 == 0:
+            continue  # absent from the run: scores 0
+        retrieved = rng.choice(docs, size=rng.integers(1, 40), replace=False)
+        # coarse scores: many ties, which sklearn averages
+        run[f"q{q}"] = {d: float(rng.integers(0, 6) if q % 2 else rng.random()) for d in retrieved}
+    run["q1"] = {}
+    mean, values = paper_ndcg(qrels, run, k, per_query=True)
+    old = old_paper_ndcg(qrels, run, k)
+    assert list(values) == list(old)
+    np.testing.assert_allclose([values[q] for q in old], list(old.values()), rtol=0, atol=1e-12)
+    assert mean == pytest.approx(np.mean(list(old.values())), abs=1e-12)
