@@ -129,3 +129,23 @@ def test_paper_ndcg_equals_sklearn_per_query(k):
     assert list(values) == list(old)
     np.testing.assert_allclose([values[q] for q in old], list(old.values()), rtol=0, atol=1e-12)
     assert mean == pytest.approx(np.mean(list(old.values())), abs=1e-12)
+
+
+def test_hnsw_thin_path_returns_faiss_own_hits():
+    faiss = pytest.importorskip("faiss")
+    from mixsearch.index.hnsw import HnswIndex
+
+    rng = np.random.default_rng(5)
+    vectors, queries = _unit(rng, 3000, 32), _unit(rng, 20, 32)
+    ids = [f"d{i}" for i in range(len(vectors))]
+    index = HnswIndex.build(vectors, ids, options={"ef_construction": 40, "ef_search": 64})
+    found = index.search(queries, 10)
+    raw_scores, raw_rows = index._graph.search(queries, 10, params=faiss.SearchParametersHNSW(efSearch=64))
+    assert found.ids == [[ids[r] for r in row] for row in raw_rows]
+    np.testing.assert_array_equal(found.scores, raw_scores)
+    assert [index.search(q, 10).ids[0] for q in queries] == found.ids  # one query at a time: the same
+    index.ef_search = 32  # a new ef_search takes effect at once (its parameters are cached per value)
+    raw32 = index._graph.search(queries, 10, params=faiss.SearchParametersHNSW(efSearch=32))[1]
+    assert index.search(queries, 10).ids == [[ids[r] for r in row] for row in raw32]
+    index.delete(found.ids[0][:3])  # deleted rows: the filtered walk, never a deleted id
+    assert not set(found.ids[0][:3]) & set(index.search(queries[0], 10).ids[0])
