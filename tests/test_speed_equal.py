@@ -55,8 +55,7 @@ def test_exact_search_equals_the_old_implementation(dtype, n_queries, kernel, fi
     rng = np.random.default_rng(19)
     vectors, queries = _unit(rng, 6000, 48), _unit(rng, n_queries, 48)
     allowed = rng.random(len(vectors)) < 0.3 if filtered else None
-    monkeypatch.setattr(exact_module, "SCORE_BUDGET", 4 * 1500 * (n_queries + 48))  # several chunks
-    monkeypatch.setattr(exact_module, "HALF_BLOCK", 700)  # and several conversion blocks, one short
+    monkeypatch.setattr(exact_module, "SCORE_BUDGET", 4 * 1400 * (n_queries + 48))  # several chunks, one short
     index = ExactIndex(vectors, [str(i) for i in range(len(vectors))], dtype=dtype)
     index.kernels = {"single": kernel, "batch": kernel}
     stored = np.asarray(index.vectors)
@@ -79,12 +78,16 @@ def test_float16_scores_are_float32_products_of_the_stored_rows():
 
 
 def test_kernels_are_named_per_shape():
-    index = ExactIndex(np.eye(4, dtype=np.float32), list("abcd"), dtype="float16")
-    assert index.kernel(1) == {"scores": "numpy", "top_k": "numpy argpartition", "convert": index.kernel(1)["convert"]}
-    assert index.kernel(100)["top_k"] == "torch topk"
+    eye = np.eye(4, dtype=np.float32)
+    index = ExactIndex(eye, list("abcd"))
+    assert index.kernel(1) == {"scores": "numpy", "top_k": "numpy argpartition"}
+    assert index.kernel(100) == {"scores": "numpy", "top_k": "torch topk"}
+    half = ExactIndex(eye, list("abcd"), dtype="float16")
+    assert half.kernel(1)["scores"].startswith("torch half precision")
+    assert half.kernel(100)["convert"].startswith("torch")
     index.kernels = {"single": "blas?", "batch": "numpy"}
     with pytest.raises(Exception, match="kernel"):
-        index.search_rows(np.eye(4, dtype=np.float32)[:1], 2)
+        index.search_rows(eye[:1], 2)
 
 
 def old_paper_ndcg(qrels, run, k):

@@ -48,10 +48,14 @@ SCORERS = ("numpy", "torch")
 #: How each chunk's top k is picked: one query, numpy's argpartition (no torch import at all);
 #: batches, torch's top-k (~2x numpy's argpartition over a (100, rows) block, and no negated copy).
 TOP_K = {"single": "numpy argpartition", "batch": "torch topk"}
-#: float16 rows are converted to float32 this many at a time, into one reused buffer that stays in
-#: cache (4 MiB at 512-d), by torch (~6x numpy's conversion here); the float32 rows are then scored
-#: as float32 rows are. Scoring float16 directly (half-precision GEMM) was ~3x slower on this CPU.
-HALF_BLOCK = 2048
+#: float16 rows are converted to float32 a chunk at a time (``chunk_rows(..., copies_rows=True)``),
+#: by torch, into one reused buffer, then scored as float32 rows are: scoring float16 directly
+#: (half-precision GEMM) was ~3x slower on this CPU. At most ``HALF_ROWS`` rows per chunk.
+HALF_ROWS = 1 << 20
+#: One query over float16 rows is scored in half precision (``_search_half_single``); each chunk
+#: keeps this many times k candidates for the float32 rescoring, so half-precision rounding of
+#: near-equal scores cannot push a true top-k row out.
+HALF_CANDIDATES = 4
 
 
 def _product(kernel: str):
@@ -87,29 +91,35 @@ def _tensor(array: np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _scorer(queries: np.ndarray, kernel: str, half: bool):
-    """``score(rows) -> (n_queries, len(rows))`` float32 scores of stored rows (a fresh, writable array)."""
+def _scorer(queries: np.ndarray, kernel: str, half: bool, rows: int):
+    """``score(block) -> (n_queries, len(block))`` float32 scores of a chunk of at most ``rows``
+    stored rows (a fresh, writable array). float16 chunks are first converted, whole, into one
+    float32 buffer reused for every chunk: one conversion and one product per chunk, as few
+    multi-threaded calls as the float32 path (many small ones stall when the cores are shared)."""
     product = _product(kernel)
+    buffer = np.empty((rows, queries.shape[1]), dtype=np.float32) if half else None
 
-    def score(rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(queries), len(rows)), dtype=np.float32)
-        if not half:
-            product(queries, np.ascontiguousarray(rows), out)
-            return out
-        buffer = np.empty((min(HALF_BLOCK, len(rows)), rows.shape[1]), dtype=np.float32)
-        converted, block = _tensor(buffer), np.empty((len(queries), len(buffer)), dtype=np.float32)
-        for start in range(0, len(rows), HALF_BLOCK):
-            m = min(HALF_BLOCK, len(rows) - start)
-            converted[:m].copy_(_tensor(rows[start : start + m]))
-            if len(queries) == 1:  # one row of scores: written in place
-                product(queries, buffer[:m], out[:, start : start + m])
-            else:
-                part = block if m == len(buffer) else np.empty((len(queries), m), dtype=np.float32)
-                product(queries, buffer[:m], part)
-                out[:, start : start + m] = part
+    def score(block: np.ndarray) -> np.ndarray:
+        out = np.empty((len(queries), len(block)), dtype=np.float32)
+        if buffer is None:
+            product(queries, np.ascontiguousarray(block), out)
+        else:
+            converted = buffer[: len(block)]
+            _tensor(converted).copy_(_tensor(block))  # torch's float16 conversion: ~6x numpy's here
+            product(queries, converted, out)
         return out
 
     return score
+
+
+def _best(cand_scores: np.ndarray, cand_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best candidates per query, best first; among equal scores, lower rows first (the
+    same answer however the rows were chunked)."""
+    order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
+    best_scores = np.take_along_axis(cand_scores, order, axis=1)
+    best_rows = np.take_along_axis(cand_rows, order, axis=1)
+    best_rows[~np.isfinite(best_scores)] = -1
+    return best_scores, best_rows
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -360,9 +370,12 @@ class ExactIndex:
         """The kernels a search of ``n_queries`` queries uses: ``{"scores": ..., "top_k": ...,
         "convert": ...}`` (``convert`` only for float16 storage), as chosen in ``KERNELS``."""
         shape = "single" if n_queries == 1 else "batch"
+        if self._dtype == np.float16 and shape == "single":
+            return {"scores": "torch half precision, candidates rescored in float32", "top_k": "torch topk"}
         chosen = {"scores": self.kernels[shape], "top_k": TOP_K[shape]}
         if self._dtype == np.float16:
-            chosen["convert"] = f"torch, {HALF_BLOCK} rows at a time into a float32 buffer"
+            rows = min(HALF_ROWS, chunk_rows(n_queries, self.dim, True))
+            chosen["convert"] = f"torch, {rows} rows at a time into a float32 buffer"
         return chosen
 
     def _search_all(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
@@ -378,8 +391,13 @@ class ExactIndex:
         if k == 0 or q == 0:
             return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
         queries = np.ascontiguousarray(queries)
-        score = _scorer(queries, self.kernels["single" if q == 1 else "batch"], self._dtype == np.float16)
-        rows = chunk_rows(q, self.dim)
+        half = self._dtype == np.float16
+        if half and q == 1:
+            return self._search_half_single(queries, k, allowed)
+        rows = chunk_rows(q, self.dim, copies_rows=half)
+        if half:
+            rows = min(rows, HALF_ROWS)
+        score = _scorer(queries, self.kernels["single" if q == 1 else "batch"], half, rows)
         found_scores, found_rows = [], []
         offset = 0
         for part in self._parts:
@@ -393,12 +411,33 @@ class ExactIndex:
                 found_rows.append(top_rows + first)
             offset += len(part.vectors)
         cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
-        # best first; among equal scores, lower rows first (the same answer however the rows were chunked)
-        order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
-        best_scores = np.take_along_axis(cand_scores, order, axis=1)
-        best_rows = np.take_along_axis(cand_rows, order, axis=1)
-        best_rows[~np.isfinite(best_scores)] = -1
-        return best_scores, best_rows
+        return _best(cand_scores, cand_rows, k)
+
+    def _search_half_single(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        """One query over float16 rows: torch's half-precision product over the rows as stored (it
+        reads half the bytes: faster than float32 for one query, where converting was ~6x slower),
+        the candidates then rescored exactly in float32, as a float32 index scores them."""
+        import torch
+
+        query = torch.from_numpy(queries).half()
+        rows = chunk_rows(1, self.dim)
+        found_scores, found_rows = [], []
+        offset = 0
+        for part in self._parts:
+            for start in range(0, len(part.vectors), rows):
+                block = _tensor(part.vectors[start : start + rows])
+                scores = query @ block.T
+                first = offset + start
+                if allowed is not None:
+                    scores.masked_fill_(torch.from_numpy(~allowed[first : first + len(block)]), -np.inf)
+                top_scores, top_rows = torch.topk(scores, min(k * HALF_CANDIDATES, scores.shape[1]), dim=1)
+                found_scores.append(top_scores.float().numpy())
+                found_rows.append(top_rows.numpy() + first)
+            offset += len(part.vectors)
+        cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
+        exact = np.einsum("qd,qcd->qc", queries, self._stored_rows(cand_rows).astype(np.float32))
+        cand_scores = np.where(np.isfinite(cand_scores), exact, cand_scores).astype(np.float32)
+        return _best(cand_scores, cand_rows, k)
 
     # -- files ---------------------------------------------------------------------------------
 
