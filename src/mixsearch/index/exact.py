@@ -4,7 +4,7 @@ Scores are computed in chunks, so memory stays bounded however many documents th
 a running top-k; the product is the kernel measured fastest for the shape (``KERNELS``: numpy's
 matrix-vector product for one query, which needs no torch at all). Vectors may be memory-mapped
 from disk, in several parts (one per build or add), stored as float32 or float16 (index option
-``dtype``; scores are computed in float32 either way, converted a cache-sized block at a time). Deleted rows stay in
+``dtype``; scores are computed in float32 either way, float16 converted a chunk at a time). Deleted rows stay in
 their part, masked, until the engine compacts the index.
 """
 
