@@ -89,23 +89,51 @@ def paper_ndcg(qrels: Qrels, run: Run, k: int, *, per_query: bool = False):
     """The paper's NDCG@k: sklearn ``ndcg_score`` over the retrieved top k only (see module doc).
 
     Returns the mean over ``judged_queries(qrels)`` (a query missing from the run scores 0), or
-    ``(mean, {query: value})`` with ``per_query``.
+    ``(mean, {query: value})`` with ``per_query``. Computed for all queries at once in numpy,
+    with ``ndcg_score``'s own rules (documents tied in score share their gains' mean), so the
+    numbers are scikit-learn's (to float rounding) without a call per query.
     """
-    ndcg_score = require("sklearn.metrics", "bench", "the paper's NDCG variant").ndcg_score
+    queries = judged_queries(qrels)
+    gains, scores, valid = _top_k_table(qrels, run, queries, k)
+    values = paper_ndcg_rows(gains, scores, valid)
+    table = dict(zip(queries, values.tolist()))
+    mean = float(values.mean()) if len(values) else 0.0
+    return (mean, table) if per_query else mean
 
-    values = {}
-    for q in judged_queries(qrels):
+
+def _top_k_table(qrels: Qrels, run: Run, queries: Sequence[str], k: int):
+    """``(gains, scores, valid)``, each ``(queries, k)``: each query's retrieved top k by score
+    (ties in run order, as a stable sort leaves them), padded where fewer were retrieved."""
+    gains = np.zeros((len(queries), k))
+    scores = np.zeros((len(queries), k))
+    valid = np.zeros((len(queries), k), dtype=bool)
+    for i, q in enumerate(queries):
         ranked = sorted((run.get(q) or {}).items(), key=lambda kv: -kv[1])[:k]
-        rel = np.array([[float(qrels[q].get(d, 0)) for d, _ in ranked]])
-        score = np.array([[s for _, s in ranked]], dtype=float)
-        if not ranked or rel.sum() <= 0:
-            values[q] = 0.0
-        elif len(ranked) == 1:  # sklearn refuses a single document; the formula gives 1
-            values[q] = 1.0
-        else:
-            values[q] = float(ndcg_score(rel, score, k=k))
-    mean = float(np.mean(list(values.values()))) if values else 0.0
-    return (mean, values) if per_query else mean
+        if ranked:
+            rel, m = qrels[q], len(ranked)
+            gains[i, :m] = [float(rel.get(d, 0)) for d, _ in ranked]
+            scores[i, :m] = [s for _, s in ranked]
+            valid[i, :m] = True
+    return gains, scores, valid
+
+
+def paper_ndcg_rows(gains: np.ndarray, scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """sklearn ``ndcg_score`` of each row (one query's retrieved top k, best first, ``valid``
+    marking the retrieved places): a row with no positive gain scores 0, one document 1."""
+    n, k = gains.shape
+    gains = np.where(valid, gains, 0.0)
+    scored = gains.sum(axis=1) > 0
+    if (gains[scored & (valid.sum(axis=1) > 1)] < 0).any():
+        raise ValueError("ndcg_score should not be used on negative y_true values.")
+    discount = 1 / np.log2(np.arange(k) + 2)
+    # ties: scikit-learn gives each document of a run of equal scores the mean gain of that run
+    starts = np.ones((n, k), dtype=bool)
+    starts[:, 1:] = (scores[:, 1:] != scores[:, :-1]) | (valid[:, 1:] != valid[:, :-1])
+    group = np.cumsum(starts.ravel()) - 1
+    mean_gain = np.bincount(group, weights=gains.ravel()) / np.bincount(group)
+    dcg = (mean_gain[group].reshape(n, k) * discount * valid).sum(axis=1)
+    ideal = (-np.sort(-gains, axis=1) * discount).sum(axis=1)
+    return np.where(scored & (ideal > 0), dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
 
 
 def paper_metric_name(k: int) -> str:

@@ -1,10 +1,11 @@
 """Exact search: inner product (cosine, as vectors are normalised) against every stored vector.
 
 Scores are computed in chunks, so memory stays bounded however many documents there are, with
-a running top-k. Vectors may be memory-mapped from disk, in several parts (one per build or
-add), stored as float32 or float16 (index option ``dtype``; scores are computed in float32 either
-way, a chunk converted at a time). Deleted rows stay in their part, masked, until the engine
-compacts the index.
+a running top-k; the product is the kernel measured fastest for the shape (``KERNELS``: numpy's
+matrix-vector product for one query, which needs no torch at all). Vectors may be memory-mapped
+from disk, in several parts (one per build or add), stored as float32 or float16 (index option
+``dtype``; scores are computed in float32 either way, float16 converted a chunk at a time). Deleted rows stay in
+their part, masked, until the engine compacts the index.
 """
 
 from __future__ import annotations
@@ -37,19 +38,100 @@ def chunk_rows(n_queries: int, dim: int, copies_rows: bool = False) -> int:
     return max(256, SCORE_BUDGET // (4 * (n_queries + (dim if copies_rows else 0))))
 
 
-def _as_tensor(block: np.ndarray, *, keep_half: bool = False):
-    """A float32 torch view of a block of rows (no copy when they are float32; float16 rows are
-    converted by torch, a chunk at a time, unless ``keep_half``; memory maps are read-only, which
-    torch only warns about: nothing here writes to them)."""
+#: The matrix product that scores a chunk, per shape, chosen by measurement (benchmarks/bench_issue19.py,
+#: results in benchmarks/results/issue19.md): for one query numpy's matrix-vector product (BLAS sgemv)
+#: streams the rows at ~the memory bandwidth where torch's took 1.9x as long; for 100-query batches
+#: numpy's sgemm also measured faster than torch's mm on the 2-core EPYC. Either may be set per index
+#: (``index.kernels = {"single": "torch", "batch": "torch"}``); results are the same.
+KERNELS: dict[str, str] = {"single": "numpy", "batch": "numpy"}
+SCORERS = ("numpy", "torch")
+#: How each chunk's top k is picked: one query, numpy's argpartition (no torch import at all);
+#: batches, torch's top-k (~2x numpy's argpartition over a (100, rows) block, and no negated copy).
+TOP_K = {"single": "numpy argpartition", "batch": "torch topk"}
+#: float16 rows are converted to float32 a chunk at a time (``chunk_rows(..., copies_rows=True)``),
+#: by torch, into one reused buffer, then scored as float32 rows are: scoring float16 directly
+#: (half-precision GEMM) was ~3x slower on this CPU. At most ``HALF_ROWS`` rows per chunk.
+HALF_ROWS = 1 << 20
+#: One query over float16 rows is scored in half precision (``_search_half_single``); each chunk
+#: keeps this many times k candidates for the float32 rescoring, so half-precision rounding of
+#: near-equal scores cannot push a true top-k row out.
+HALF_CANDIDATES = 4
+
+
+def _product(kernel: str):
+    """``product(queries, rows, out)``: ``out[:] = queries @ rows.T`` by ``kernel``, float32."""
+    if kernel not in SCORERS:
+        raise UsageError(f"exact scoring kernel must be one of {', '.join(SCORERS)}, got {kernel!r}")
+    if kernel == "numpy":
+
+        def product(queries: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+            if len(queries) == 1:  # matrix-vector: BLAS sgemv reads the rows once, at the bandwidth
+                np.matmul(rows, queries[0], out=out[0])
+            else:
+                np.matmul(queries, rows.T, out=out)
+
+        return product
+    import torch
+
+    def product_torch(queries: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+        torch.mm(_tensor(queries), _tensor(rows).T, out=_tensor(out))
+
+    return product_torch
+
+
+def _tensor(array: np.ndarray):
+    """A torch view of ``array``, no copy (memory maps are read-only, which torch only warns about:
+    nothing here writes to them)."""
     import warnings
 
     import torch
 
-    block = np.ascontiguousarray(block)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(block)
-    return tensor if tensor.dtype == torch.float32 or keep_half else tensor.to(torch.float32)
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _scorer(queries: np.ndarray, kernel: str, half: bool, rows: int):
+    """``score(block) -> (n_queries, len(block))`` float32 scores of a chunk of at most ``rows``
+    stored rows (a fresh, writable array). float16 chunks are first converted, whole, into one
+    float32 buffer reused for every chunk: one conversion and one product per chunk, as few
+    multi-threaded calls as the float32 path (many small ones stall when the cores are shared)."""
+    product = _product(kernel)
+    buffer = np.empty((rows, queries.shape[1]), dtype=np.float32) if half else None
+
+    def score(block: np.ndarray) -> np.ndarray:
+        out = np.empty((len(queries), len(block)), dtype=np.float32)
+        if buffer is None:
+            product(queries, np.ascontiguousarray(block), out)
+        else:
+            converted = buffer[: len(block)]
+            _tensor(converted).copy_(_tensor(block))  # torch's float16 conversion: ~6x numpy's here
+            product(queries, converted, out)
+        return out
+
+    return score
+
+
+def _best(cand_scores: np.ndarray, cand_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best candidates per query, best first; among equal scores, lower rows first (the
+    same answer however the rows were chunked)."""
+    order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
+    best_scores = np.take_along_axis(cand_scores, order, axis=1)
+    best_rows = np.take_along_axis(cand_rows, order, axis=1)
+    best_rows[~np.isfinite(best_scores)] = -1
+    return best_scores, best_rows
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best ``(scores, columns)`` of each row of ``scores``, in no particular order."""
+    n = scores.shape[1]
+    if len(scores) == 1:
+        top = np.argpartition(scores[0], n - k)[n - k :] if k < n else np.arange(n)
+        return scores[:, top], top[None].astype(np.int64)
+    import torch
+
+    top_scores, top_rows = torch.topk(torch.from_numpy(scores), k, dim=1)
+    return top_scores.numpy(), top_rows.numpy()
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -127,6 +209,8 @@ class ExactIndex:
         self._ids = list(ids)
         self._table = checked_table(fields or {}, len(self._ids), self.where)
         self._deleted: np.ndarray | None = None
+        #: The scoring product per shape ("single" query, "batch"): "numpy" or "torch" (see ``KERNELS``).
+        self.kernels = dict(KERNELS)
         self._forget()
 
     def _forget(self) -> None:
@@ -282,6 +366,18 @@ class ExactIndex:
         scores, rows = self._search_all(queries, min(k, len(live)), everywhere)
         return scores, np.where(rows >= 0, np.searchsorted(live, rows), -1)
 
+    def kernel(self, n_queries: int) -> dict[str, str]:
+        """The kernels a search of ``n_queries`` queries uses: ``{"scores": ..., "top_k": ...,
+        "convert": ...}`` (``convert`` only for float16 storage), as chosen in ``KERNELS``."""
+        shape = "single" if n_queries == 1 else "batch"
+        if self._dtype == np.float16 and shape == "single":
+            return {"scores": "torch half precision, candidates rescored in float32", "top_k": "torch topk"}
+        chosen = {"scores": self.kernels[shape], "top_k": TOP_K[shape]}
+        if self._dtype == np.float16:
+            rows = min(HALF_ROWS, chunk_rows(n_queries, self.dim, True))
+            chosen["convert"] = f"torch, {rows} rows at a time into a float32 buffer"
+        return chosen
+
     def _search_all(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
         """``search_rows`` over every stored row (deleted ones too, unless ``allowed`` masks them)."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
@@ -294,39 +390,54 @@ class ExactIndex:
         k = max(0, min(k, n))
         if k == 0 or q == 0:
             return np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64)
-        import torch  # its top-k is ~2x numpy's argpartition here, and needs no negated copy
-
+        queries = np.ascontiguousarray(queries)
         half = self._dtype == np.float16
-        rows = chunk_rows(q, self.dim)
-        query_t = torch.from_numpy(np.ascontiguousarray(queries))
+        if half and q == 1:
+            return self._search_half_single(queries, k, allowed)
+        rows = chunk_rows(q, self.dim, copies_rows=half)
         if half:
-            # float16 rows are scored in half precision as stored (converting each chunk to float32
-            # first cost ~5x the matmul on a 2-core Xeon); candidates are rescored in float32 below
-            query_t = query_t.half()
+            rows = min(rows, HALF_ROWS)
+        score = _scorer(queries, self.kernels["single" if q == 1 else "batch"], half, rows)
         found_scores, found_rows = [], []
         offset = 0
         for part in self._parts:
             for start in range(0, len(part.vectors), rows):
-                block = _as_tensor(part.vectors[start : start + rows], keep_half=half)
-                scores = query_t @ block.T
+                scores = score(part.vectors[start : start + rows])
+                first = offset + start
+                if allowed is not None:
+                    scores[:, ~allowed[first : first + scores.shape[1]]] = -np.inf
+                top_scores, top_rows = _top_k(scores, min(k, scores.shape[1]))
+                found_scores.append(top_scores)
+                found_rows.append(top_rows + first)
+            offset += len(part.vectors)
+        cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
+        return _best(cand_scores, cand_rows, k)
+
+    def _search_half_single(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        """One query over float16 rows: torch's half-precision product over the rows as stored (it
+        reads half the bytes: faster than float32 for one query, where converting was ~6x slower),
+        the candidates then rescored exactly in float32, as a float32 index scores them."""
+        import torch
+
+        query = torch.from_numpy(queries).half()
+        rows = chunk_rows(1, self.dim)
+        found_scores, found_rows = [], []
+        offset = 0
+        for part in self._parts:
+            for start in range(0, len(part.vectors), rows):
+                block = _tensor(part.vectors[start : start + rows])
+                scores = query @ block.T
                 first = offset + start
                 if allowed is not None:
                     scores.masked_fill_(torch.from_numpy(~allowed[first : first + len(block)]), -np.inf)
-                top_scores, top_rows = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+                top_scores, top_rows = torch.topk(scores, min(k * HALF_CANDIDATES, scores.shape[1]), dim=1)
                 found_scores.append(top_scores.float().numpy())
                 found_rows.append(top_rows.numpy() + first)
             offset += len(part.vectors)
         cand_scores, cand_rows = np.concatenate(found_scores, axis=1), np.concatenate(found_rows, axis=1)
-        if half:  # exact float32 scores of the stored (float16) candidates, as the float32 path gives
-            finite = np.isfinite(cand_scores)
-            exact = np.einsum("qd,qcd->qc", queries, self._stored_rows(cand_rows).astype(np.float32))
-            cand_scores = np.where(finite, exact, cand_scores).astype(np.float32)
-        # best first; among equal scores, lower rows first (the same answer however the rows were chunked)
-        order = np.lexsort((cand_rows, -cand_scores), axis=1)[:, :k]
-        best_scores = np.take_along_axis(cand_scores, order, axis=1)
-        best_rows = np.take_along_axis(cand_rows, order, axis=1)
-        best_rows[~np.isfinite(best_scores)] = -1
-        return best_scores, best_rows
+        exact = np.einsum("qd,qcd->qc", queries, self._stored_rows(cand_rows).astype(np.float32))
+        cand_scores = np.where(np.isfinite(cand_scores), exact, cand_scores).astype(np.float32)
+        return _best(cand_scores, cand_rows, k)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -407,6 +518,7 @@ class ExactIndex:
             )
         index._table = table if table.num_columns else arrow_table({}, total)
         index._deleted = None
+        index.kernels = dict(KERNELS)
         if deleted is not None and len(deleted):
             index._deleted = np.zeros(total, dtype=bool)
             index._deleted[deleted] = True

@@ -19,6 +19,7 @@ per graph row, deleted rows included), ``fields.parquet``, ``options.json``.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,7 +74,9 @@ def check_options(options: Mapping[str, object] | None) -> dict[str, object]:
 
 
 def _faiss() -> Any:
-    return require("faiss", "hnsw", "the hnsw index kind")
+    # an import statement per query was a measurable share of a 0.5 ms search: look it up directly
+    faiss = sys.modules.get("faiss")
+    return faiss if faiss is not None else require("faiss", "hnsw", "the hnsw index kind")
 
 
 class HnswIndex:
@@ -113,6 +116,7 @@ class HnswIndex:
             )
         self._row_of = {doc_id: row for row, doc_id in enumerate(self._ids) if self._alive[row]}
         self._masks: dict[Filter, np.ndarray | None] = {}  # recent filters' row masks (a mask over 1M rows costs ms)
+        self._params: dict[int, Any] = {}  # unfiltered search parameters, per ef_search
 
     # -- building -------------------------------------------------------------------------------
 
@@ -256,24 +260,44 @@ class HnswIndex:
                 f"query dimension {queries.shape[1]} does not match the {self.where}'s {self.dim}: "
                 "was it built with another model?"
             )
-        total, q = len(self._ids), len(queries)
+        total, q, live = len(self._ids), len(queries), len(self._row_of)
+        k = max(0, min(int(k), live))
+        if filter is None and live == total and k and q:
+            # the common case, kept thin (one graph walk, faiss's arrays as they come): a Python
+            # step here costs as much as a fraction of the walk itself
+            scores, rows = self._walk(queries, k, None)
+            if (rows < 0).any():
+                return self._completed(queries, k, scores, rows, None, live)
+            return self._neighbours(scores, rows)
         allowed = None if filter is None else self._mask(filter)
-        if allowed is None and len(self) < total:
+        if allowed is None and live < total:
             allowed = self._alive
-        passing = len(self) if allowed is None else int(allowed.sum())
-        k = max(0, min(int(k), len(self)))
+        passing = live if allowed is None else int(allowed.sum())
+        if k == 0 or q == 0 or passing == 0:
+            return self._neighbours(np.full((q, k), -np.inf, dtype=np.float32), np.full((q, k), -1, dtype=np.int64))
+        if allowed is not None and passing <= exact_threshold(total):
+            return self._neighbours(*self._exact(queries, k, np.flatnonzero(allowed)))
+        found_scores, found_rows = self._walk(queries, k, allowed, passing / total)
+        return self._completed(queries, k, found_scores, found_rows, allowed, passing)
+
+    def _completed(
+        self,
+        queries: np.ndarray,
+        k: int,
+        found_scores: np.ndarray,
+        found_rows: np.ndarray,
+        allowed: np.ndarray | None,
+        passing: int,
+    ) -> Neighbours:
+        """A walk's hits padded to ``k``; a query the walk left short of ``min(k, passing)`` hits is
+        answered exactly over the passing rows."""
+        q = len(queries)
         scores = np.full((q, k), -np.inf, dtype=np.float32)
         rows = np.full((q, k), -1, dtype=np.int64)
-        if k == 0 or q == 0 or passing == 0:
-            return self._neighbours(scores, rows)
-        if allowed is not None and passing <= exact_threshold(total):
-            scores, rows = self._exact(queries, k, np.flatnonzero(allowed))
-            return self._neighbours(scores, rows)
-        found_scores, found_rows = self._walk(queries, k, allowed, passing / total)
         scores[:, : found_scores.shape[1]], rows[:, : found_rows.shape[1]] = found_scores, found_rows
         short = np.flatnonzero((rows >= 0).sum(axis=1) < min(k, passing))
         if len(short):  # the walk could not reach k passing rows: answer those queries exactly
-            subset = np.flatnonzero(allowed) if allowed is not None else np.arange(total)
+            subset = np.flatnonzero(allowed) if allowed is not None else np.arange(len(self._ids))
             scores[short], rows[short] = self._exact(queries[short], k, subset)
         return self._neighbours(scores, rows)
 
@@ -302,14 +326,18 @@ class HnswIndex:
             # (benchmarks/results/scale.md: 0.58 -> 0.99 recall@10 for an image filter at 200k).
             ef_search = min(FILTERED_EF_MAX, int(np.ceil(ef_search * FILTERED_EF_FACTOR / max(fraction, 1e-9))))
         if allowed is None:
-            params = faiss.SearchParametersHNSW(efSearch=ef_search)
+            params = self._params.get(ef_search)
+            if params is None:  # made once per ef_search: building one costs as much as the id lookup
+                params = self._params[ef_search] = faiss.SearchParametersHNSW(efSearch=ef_search)
         else:
             bitmap = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
             params = faiss.SearchParametersHNSW(efSearch=ef_search, sel=selector)
         distances, rows = self._graph.search(queries, k, params=params)
-        distances[rows < 0] = -np.inf
-        return distances.astype(np.float32), rows.astype(np.int64)
+        missing = rows < 0
+        if missing.any():
+            distances[missing] = -np.inf
+        return distances.astype(np.float32, copy=False), rows.astype(np.int64, copy=False)
 
     def _exact(self, queries: np.ndarray, k: int, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Brute force over ``subset`` (graph rows), in chunks: ``(scores, rows)`` padded to ``k``."""
@@ -334,7 +362,7 @@ class HnswIndex:
         return scores, rows
 
     def _neighbours(self, scores: np.ndarray, rows: np.ndarray) -> Neighbours:
-        ids = [[self._ids[r] for r in row if r >= 0] for row in rows]
+        ids = [[self._ids[r] for r in row if r >= 0] for row in rows.tolist()]  # Python ints: faster lookups
         return Neighbours(scores, ids)
 
     # -- files ----------------------------------------------------------------------------------
