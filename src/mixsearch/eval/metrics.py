@@ -124,7 +124,7 @@ def paper_ndcg_rows(gains: np.ndarray, scores: np.ndarray, valid: np.ndarray) ->
     gains = np.where(valid, gains, 0.0)
     scored = gains.sum(axis=1) > 0
     if (gains[scored & (valid.sum(axis=1) > 1)] < 0).any():
-        raise ValueError("ndcg_score should not be used on negative y_true values.")
+        raise UsageError("ndcg_score should not be used on negative y_true values.")  # as sklearn says
     discount = 1 / np.log2(np.arange(k) + 2)
     # ties: scikit-learn gives each document of a run of equal scores the mean gain of that run
     starts = np.ones((n, k), dtype=bool)
