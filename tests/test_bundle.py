@@ -7,8 +7,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from mixsearch.config import MODELS_DIR
+from mixsearch.encoders.bundle import assemble
 from mixsearch.errors import ModelError
-from mixsearch.training.bundle import assemble
 from mixsearch.training.gap import HEAD_PREFIXES
 
 GAP = MODELS_DIR / "mixclip-gap"

