@@ -350,7 +350,6 @@ def save_bundle(model, out: str | Path, log: dict, base: str = BASE) -> Path:
 def train(cache_file: str | Path, out: str | Path | None = None, *, base: str | Path | None = None, **options) -> dict:
     """One variant: fresh heads trained on the cached features; saved as a bundle when ``out`` is given."""
     start = time.time()
-    torch.set_num_threads(torch.get_num_threads())
     blob = torch.load(cache_file, weights_only=True)
     model, _ = load_base(base)
     history = fit(model, blob, **options)
