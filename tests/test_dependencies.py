@@ -80,8 +80,9 @@ def third_party(module: str) -> bool:
 
 
 def imports_of(path: Path) -> tuple[set[str], dict[str, str]]:
-    """(third-party modules imported by an import statement that runs, i.e. not under ``if
-    TYPE_CHECKING``; ``{module: extra}`` of its ``require(module, extra, ...)`` calls)."""
+    """(third-party modules imported by an import statement that must succeed, i.e. not under ``if
+    TYPE_CHECKING`` nor guarded by ``except ImportError``; ``{module: extra}`` of its ``require(module,
+    extra, ...)`` calls)."""
     tree = ast.parse(path.read_text())
     typing_only = {
         id(inner)
@@ -90,9 +91,20 @@ def imports_of(path: Path) -> tuple[set[str], dict[str, str]]:
         for stmt in node.body
         for inner in ast.walk(stmt)
     }
+    # an import under `try: ... except ImportError:` is optional: the code runs on without it
+    optional = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Try)
+        and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers
+        )
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
     imported, required = set(), {}
     for node in ast.walk(tree):
-        if id(node) in typing_only:
+        if id(node) in typing_only or id(node) in optional:
             continue
         if isinstance(node, ast.Import):
             imported |= {a.name for a in node.names if third_party(a.name)}
