@@ -145,9 +145,17 @@ def _search_here(
     # and encodes nothing: a mistake there fails before torch is imported and the model loads
     index.search([], k=k, modality=modality, where=where, min_relevance=min_relevance)
     set_threads(threads)
-    return index.search(
+    hits = index.search(
         text, image=image, audio=audio, video=video, k=k, modality=modality, where=where, min_relevance=min_relevance
     )
+    if text is not None and image is None and audio is None and video is None and runtime == "auto":
+        encoder = index.query_encoder("text")
+        if getattr(encoder, "runtime", None) == "torch" and getattr(encoder, "onnx_exportable", False):
+            say(
+                "hint: this query loaded PyTorch and the model (seconds); search once with --runtime onnx to "
+                "export the model to ONNX, and later text queries need neither"
+            )
+    return hits
 
 
 def _ask_server(url, token, index_dir, text, image, k, modality, calibration, where, min_relevance) -> list[dict]:
