@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
@@ -148,14 +149,25 @@ def _search_here(
     hits = index.search(
         text, image=image, audio=audio, video=video, k=k, modality=modality, where=where, min_relevance=min_relevance
     )
-    if text is not None and image is None and audio is None and video is None and runtime == "auto":
-        encoder = index.query_encoder("text")
-        if getattr(encoder, "runtime", None) == "torch" and getattr(encoder, "onnx_exportable", False):
-            say(
-                "hint: this query loaded PyTorch and the model (seconds); search once with --runtime onnx to "
-                "export the model to ONNX, and later text queries need neither"
-            )
+    only_text = text is not None and all(m is None for m in (image, audio, video))
+    hint = export_hint(index, runtime) if only_text else None
+    if hint and sys.stderr.isatty():  # for a person at a terminal; scripts and pipes get the results alone
+        say(hint)
     return hits
+
+
+def export_hint(index, runtime: str) -> str | None:
+    """What to do when a text query had to load PyTorch and the model although an ONNX export
+    would spare that (None when it did not, or cannot)."""
+    encoder = index.query_encoder("text")
+    if runtime != "auto" or getattr(encoder, "runtime", None) != "torch":
+        return None
+    if not getattr(encoder, "onnx_exportable", False):
+        return None
+    return (
+        "hint: this query loaded PyTorch and the model (seconds); search once with --runtime onnx to "
+        "export the model to ONNX, and later text queries need neither"
+    )
 
 
 def _ask_server(url, token, index_dir, text, image, k, modality, calibration, where, min_relevance) -> list[dict]:
