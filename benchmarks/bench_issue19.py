@@ -1,6 +1,6 @@
 """Issue 19's table in one interleaved run: each row as mixsearch against its peer or floor.
 
-    PYTHONPATH=src python benchmarks/bench_issue19.py [--docs 1000000] [--hnsw 50000] [--build 100000]
+    PYTHONPATH=src python benchmarks/bench_issue19.py [--docs 1000000] [--hnsw 50000] [--build 100000] [--only cold]
 
 Every row alternates its A and B paths repeat by repeat (A, B, A, B, ...), so load from other jobs
 on the machine falls on both alike; the 1-minute load average is written beside each row, and the
@@ -11,7 +11,8 @@ machine (CPU model, cores, RAM) at the top. Rows:
    scoring kernels are measured too (numpy and torch, one query and 100), the evidence for
    ``mixsearch.index.exact.KERNELS``.
 2. exact search, 100 queries: float16 storage against float32.
-3. cold ``mixsearch search INDEX "a dog"`` (a fresh process, the demo's 150-document index) against
+3. cold ``mixsearch search INDEX "a dog"`` (a fresh process, the demo's 150-document index, its model exported
+   to ONNX once first: the query path that needs neither torch nor transformers) against
    ``python -c "import torch, transformers"``.
 4. build, per document, encoding excluded (``--build`` documents, bench_update's lookup encoder),
    against writing the index folder's bytes; 5. add 1% of ``--build`` documents, as a share of the build.
@@ -198,18 +199,25 @@ def demo_index(work: Path) -> Path:
 
 def cold_row(index: Path, repeats: int) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    search = [sys.executable, "-m", "mixsearch", "search", str(index), "a dog", "--json"]
+    # the one-time step the CLI's hint names: export the model (if not yet) and save its query tokenizer
+    subprocess.run([*search, "--runtime", "onnx"], check=True, capture_output=True, env=env)
 
-    def cli():
-        subprocess.run(
-            [sys.executable, "-m", "mixsearch", "search", str(index), "a dog"], check=True, capture_output=True, env=env
-        )
+    def cli(*extra):
+        done = subprocess.run([*search, *extra], check=True, capture_output=True, env=env, text=True)
+        return [json.loads(line) for line in done.stdout.splitlines()]
 
     def imports():
         subprocess.run([sys.executable, "-c", "import torch, transformers"], check=True, env=env)
 
     loads = [load()]
-    times = interleaved({"mixsearch": cli, "imports": imports}, repeats)
+    times = interleaved(
+        {"mixsearch": cli, "imports": imports, "mixsearch_torch": lambda: cli("--runtime", "torch")}, repeats
+    )
     loads.append(load())
+    light, torch_path = cli(), cli("--runtime", "torch")
+    same_ids = [h["id"] for h in light] == [h["id"] for h in torch_path]
+    worst = max(abs(a["score"] - b["score"]) for a, b in zip(light, torch_path))
     mine, peer = statistics.median(times["mixsearch"]), statistics.median(times["imports"])
     return row(
         'cold `mixsearch search INDEX "a dog"` (demo index, 150 docs)',
@@ -219,7 +227,9 @@ def cold_row(index: Path, repeats: int) -> dict:
         round(mine / 1.5, 2),
         mine <= 1.5,
         loads,
-        "not worked on in this change (lazy imports / ONNX-only query path left open)",
+        f"ONNX export present: the query imports neither torch nor transformers (encoders.onnx_query); "
+        f"`--runtime torch` (the old path) {statistics.median(times['mixsearch_torch']):.2f} s; "
+        f"top-10 ids equal to it: {same_ids}, largest score difference {worst:.1e}; median of {repeats}",
         times_s={k: [round(x, 2) for x in v] for k, v in times.items()},
     )
 
@@ -365,6 +375,15 @@ def hnsw_row(args) -> dict:
     )
 
 
+#: The rows each name of --skip / --only selects (by the start of their "what").
+GROUPS = {
+    "exact": ("exact search, 1", "exact, 100"),
+    "cold": ("cold",),
+    "build": ("build", "add"),
+    "hnsw": ("HNSW",),
+    "http": ("HTTP",),
+}
+
 NOT_MEASURED = [
     {
         "what": "bench settings 1-2 vs setting 3",
@@ -392,8 +411,10 @@ NOT_MEASURED = [
 
 def to_markdown(r: dict) -> str:
     m = r["machine"]
+    merged = any(x.get("measured", r["when"]) != r["when"] for x in r["rows"])
+    kept = "; rows kept from earlier runs (--only) say when and where" if merged else ""
     lines = [
-        f"# Issue 19: the speed table, one interleaved run ({r['when']})",
+        f"# Issue 19: the speed table, one interleaved run ({r['when']}{kept})",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, no GPU; Python {m['python']}, "
         f"numpy {m['numpy']}, torch {m['torch']}, faiss {m['faiss']}. Load average (1 min) at start "
@@ -408,9 +429,11 @@ def to_markdown(r: dict) -> str:
     for x in r["rows"]:
         met = "—" if x["met"] is None else ("yes" if x["met"] else "**no**")
         ratio = "—" if x["ratio"] is None else x["ratio"]
+        kept = x.get("measured", r["when"]) != r["when"]
+        dated = f" (measured {x['measured']} on {x.get('machine', '?')}, kept by --only)" if kept else ""
         lines.append(
             f"| {x['what']} | {x['mixsearch']} | {x['peer']} | {x['goal']} | {ratio} "
-            f"| {met} | {x['load']} | {x['note']} |"
+            f"| {met} | {x['load']} | {x['note']}{dated} |"
         )
     lines += ["", r["notes"], ""]
     return "\n".join(lines)
@@ -437,9 +460,20 @@ def main(argv=None) -> None:
     parser.add_argument("--build", type=int, default=100_000, help="documents built (encoding excluded)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip", default="", help="comma-separated rows to leave out: exact,cold,http,build,hnsw")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated rows to measure (exact,cold,http,build,hnsw); the other rows are kept, with their "
+        "own dates, from the results already in --out",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
+    only = set(filter(None, args.only.split(",")))
+    if only - set(GROUPS) or skip - set(GROUPS):
+        parser.error(f"rows are named {', '.join(GROUPS)}")
+    if only:
+        skip = set(GROUPS) - only
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started, load_start = time.perf_counter(), load()
     rows: list[dict] = []
@@ -451,19 +485,31 @@ def main(argv=None) -> None:
         if not {"cold", "http"} <= skip:
             demo = demo_index(work)
             if "cold" not in skip:
-                rows.append(cold_row(demo, max(3, args.repeats // 2)))
+                rows.append(cold_row(demo, max(5, args.repeats // 2)))
         if "build" not in skip:
             rows += build_rows(args, work)
         if "hnsw" not in skip:
             rows.append(hnsw_row(args))
         if "http" not in skip:
             rows.append(http_row(demo, args.repeats))
+    when, here = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine()
+    for x in rows:
+        x["measured"], x["machine"] = when, here["cpu"]
+    previous = args.out / "issue19.json"
+    if only and previous.is_file():  # the rows not measured now: as the last full run left them
+        old = json.loads(previous.read_text())
+        kept = [p for name in set(GROUPS) - only for p in GROUPS[name]]
+        rows += [
+            {**x, "measured": x.get("measured", old["when"]), "machine": x.get("machine", old["machine"]["cpu"])}
+            for x in old["rows"]
+            if any(x["what"].startswith(p) for p in kept)
+        ]
     rows += NOT_MEASURED
     order = ["exact search, 1", "exact, 100", "cold", "build", "add", "HNSW", "HTTP", "bench", "MiniLM"]
     rows.sort(key=lambda x: next(i for i, p in enumerate(order) if x["what"].startswith(p)))
     result = {
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine(),
+        "when": when,
+        "machine": here,
         "load_start": load_start,
         "load_end": load(),
         "seconds": round(time.perf_counter() - started, 1),
@@ -473,7 +519,13 @@ def main(argv=None) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "issue19.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "issue19.md").write_text(to_markdown(result))
+    text = to_markdown(result)
+    target = args.out / "issue19.md"
+    if target.is_file():  # the sections written by hand below the table stay
+        old = target.read_text()
+        if "\n## " in old:
+            text = text.rstrip("\n") + "\n" + old[old.index("\n## ") :]
+    target.write_text(text)
     print(to_markdown(result))
 
 

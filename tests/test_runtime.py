@@ -31,7 +31,13 @@ def test_onnx_towers_give_pytorchs_embeddings(model, request, tmp_path):
         a, b = torch_enc.encode(items, modality), onnx_enc.encode(items, modality)
         assert (a * b).sum(1).min() >= 0.9999, (model, modality)
     exported = onnx_module.export_folder(torch_enc.fingerprint)
-    assert sorted(p.name for p in exported.iterdir()) == ["image.onnx", "text.onnx"]
+    # the towers, and the tokenizer the light query path reads (encoders.onnx_query)
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "image.onnx",
+        "text-query.json",
+        "text.onnx",
+        "tokenizer.json",
+    ]
     again = ms.load_encoder(folder)  # auto: an export in the cache is used at once, not redone
     assert again.runtime == "onnx"
 

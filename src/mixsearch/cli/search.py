@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
@@ -145,8 +146,27 @@ def _search_here(
     # and encodes nothing: a mistake there fails before torch is imported and the model loads
     index.search([], k=k, modality=modality, where=where, min_relevance=min_relevance)
     set_threads(threads)
-    return index.search(
+    hits = index.search(
         text, image=image, audio=audio, video=video, k=k, modality=modality, where=where, min_relevance=min_relevance
+    )
+    only_text = text is not None and all(m is None for m in (image, audio, video))
+    hint = export_hint(index, runtime) if only_text else None
+    if hint and sys.stderr.isatty():  # for a person at a terminal; scripts and pipes get the results alone
+        say(hint)
+    return hits
+
+
+def export_hint(index, runtime: str) -> str | None:
+    """What to do when a text query had to load PyTorch and the model although an ONNX export
+    would spare that (None when it did not, or cannot)."""
+    encoder = index.query_encoder("text")
+    if runtime != "auto" or getattr(encoder, "runtime", None) != "torch":
+        return None
+    if not getattr(encoder, "onnx_exportable", False):
+        return None
+    return (
+        "hint: this query loaded PyTorch and the model (seconds); search once with --runtime onnx to "
+        "export the model to ONNX, and later text queries need neither"
     )
 
 

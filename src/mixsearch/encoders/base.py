@@ -11,6 +11,7 @@ import importlib
 import inspect
 import logging
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -158,24 +159,40 @@ def _is_one_item(items: Any) -> bool:
 l2_normalise = normalize
 
 
+#: The thread count asked for with ``set_threads`` (None: each runtime's default).
+_THREADS: int | None = None
+
+
 def set_threads(threads: int | None) -> None:
     """Use ``threads`` CPU threads for encoding in this process (None: leave the default).
 
     One thread suits single queries on a busy machine (one query's encoding measured 12-33 ms
     with 1 thread, 480-740 ms with 2 on 2 busy cores); all cores suit encoding a corpus.
     """
+    global _THREADS
     if threads is None:
         return
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
-    import torch
+    _THREADS = threads
+    # torch is not imported for it: a query the light ONNX encoder answers never needs torch;
+    # a backend that imports it later applies the count then (pick_device)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
-    torch.set_num_threads(threads)
+
+def requested_threads() -> int | None:
+    """The thread count ``set_threads`` asked for in this process (None: never asked)."""
+    return _THREADS
 
 
 def pick_device(device: str | None) -> str:
-    """``device`` as asked (checked), else CUDA when there is one, else CPU."""
+    """``device`` as asked (checked), else CUDA when there is one, else CPU. Every torch backend
+    calls it first: the thread count ``set_threads`` asked for applies from here."""
     import torch
+
+    if _THREADS is not None:
+        torch.set_num_threads(_THREADS)
 
     if not device:
         return "cuda" if torch.cuda.is_available() else "cpu"

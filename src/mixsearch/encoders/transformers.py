@@ -36,6 +36,7 @@ from ..vectors import normalize
 from .base import Encoder, pick_device
 from .fingerprint import cut_texts, fingerprint_weights, local_folder
 from .onnx import OnnxTowers, export_folder, load_or_export
+from .onnx_query import save_query_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,12 @@ class TransformersEncoder(Encoder):
         return int(self.feature_extractor.sampling_rate)  # type: ignore[union-attr]
 
     @property
+    def onnx_exportable(self) -> bool:
+        """Whether ``runtime="onnx"`` would run this model by ONNX Runtime here (an export exists
+        or can be made; CPU, float32)."""
+        return not self._onnx_failed and self.device.startswith("cpu") and not self.fp16
+
+    @property
     def _onnx_capable(self) -> bool:
         if set(self._towers) != {"text", "image"} or type(self.model).__name__ == "BlipForImageTextRetrieval":
             return False
@@ -230,6 +237,15 @@ class TransformersEncoder(Encoder):
                 self.model, self.fingerprint, probe, pixels, threads=torch.get_num_threads(), root=self.cache_dir
             )
             self.runtime = "onnx"
+            # beside the export, the tokenizer as it tokenizes here: text queries then need
+            # neither torch nor transformers (encoders.onnx_query)
+            save_query_tokenizer(
+                export_folder(self.fingerprint, self.cache_dir),
+                self.tokenizer,
+                self.max_length,
+                self.pad_to_max,
+                self.dim,
+            )
         except MissingDependencyError:
             if required:
                 raise

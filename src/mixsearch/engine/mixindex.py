@@ -24,7 +24,7 @@ import numpy as np
 
 from ..calibration import Calibrator, load_calibration, save_calibration
 from ..calibration.relevance import check_min_relevance as _check_relevance_value
-from ..encoders import Encoder, load_encoder
+from ..encoders import Encoder, load_encoder, load_query_encoder
 from ..errors import CalibrationError, MixsearchError, UsageError, VectorIndexError
 from ..index import Filter, Neighbours, VectorIndex, build_index_of_kind
 from ..types import MEDIA, MODALITIES, Document, Hit, Query
@@ -113,6 +113,10 @@ class MixIndex:
         self._row_of: dict[str, int] | None = None  # id -> row, built on first need (O(n))
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
+        #: the light encoders for queries of one modality (``query_encoder``), by modality; None
+        #: where there is none. Not used when the caller gave the encoder: it encodes everything.
+        self._light: dict[str, Encoder | None] = {}
+        self._encoder_given = encoder is not None
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -120,9 +124,9 @@ class MixIndex:
         """Show ``other``'s state through this object (a change made through it: add, delete,
         recalibrate), keeping its loaded model."""
         encoder = self._encoder or other._encoder
-        lock = self._encoder_lock
+        lock, light, given = self._encoder_lock, self._light, self._encoder_given
         self.__dict__.update(other.__dict__)
-        self._encoder, self._encoder_lock = encoder, lock
+        self._encoder, self._encoder_lock, self._light, self._encoder_given = encoder, lock, light, given
 
     @property
     def _rows(self) -> dict[str, int]:
@@ -154,6 +158,25 @@ class MixIndex:
                 self._check_encoder(encoder)
                 self._encoder = encoder
         return self._encoder
+
+    def query_encoder(self, modality: str) -> Encoder:
+        """The encoder for queries of ``modality``: a light one that loads without the model when
+        there is one (``encoders.load_query_encoder``: the model's exported ONNX text tower, no
+        torch), else the index's model (``encoder``). An encoder given to ``open_index`` encodes
+        every query."""
+        if self._encoder_given:
+            return self.encoder
+        with self._encoder_lock:
+            if modality not in self._light:
+                model = self.model
+                light = load_query_encoder(
+                    model.name, model.fingerprint, model.dim, modality, device=self.device, runtime=self.runtime
+                )
+                if light is not None:
+                    self._check_encoder(light)
+                self._light[modality] = light
+            light = self._light[modality]
+        return light if light is not None else self.encoder
 
     def _check_encoder(self, encoder: Encoder) -> None:
         frames = self.model.video_frames
@@ -359,7 +382,9 @@ class MixIndex:
     def _embed(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
         """Raw (uncalibrated) embeddings of queries that all have the same parts: one batch per part."""
         parts = queries[0].parts if queries else ()
-        return {m: self.encoder.encode_query([getattr(q, m) for q in queries], m, progress=False) for m in parts}
+        return {
+            m: self.query_encoder(m).encode_query([getattr(q, m) for q in queries], m, progress=False) for m in parts
+        }
 
     def _calibrate(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw query embeddings -> the vectors searched. A text query takes the query mean, an
@@ -475,7 +500,7 @@ class MixIndex:
             options=dict(self.manifest.index.options),
         )
         manifest = self.manifest.replace(calibration=CalibrationRecord.of(cal, source, notes))
-        return MixIndex(
+        view = MixIndex(
             self.folder,
             manifest,
             self.data,
@@ -486,6 +511,8 @@ class MixIndex:
             runtime=self.runtime,
             view=True,
         )
+        view._light, view._encoder_given = self._light, self._encoder_given  # the same model, encoded alike
+        return view
 
     def persist(self) -> MixIndex:
         """Write this view's calibration and vectors into the index folder as its new state: a new

@@ -498,7 +498,7 @@ class ExactIndex:
                 names = ["0"]
             parts = [_Part(name, np.load(src["vectors"], mmap_mode=mode), src) for name, src in zip(names, sources)]
             ids = [i for src in sources for i in json.loads(src["ids"].read_text())]
-            tables = [pq.read_table(src["fields"]) for src in sources]
+            tables = [pq.ParquetFile(src["fields"]).read() for src in sources]  # not read_table: it imports pandas
             deleted = np.load(folder / "deleted.npy") if (folder / "deleted.npy").is_file() else None
         except (OSError, ValueError, KeyError, TypeError) as err:
             if isinstance(err, FileNotFoundError):

@@ -392,7 +392,7 @@ class HnswIndex:
             options = json.loads((folder / "options.json").read_text())
             ids = json.loads((folder / "ids.json").read_text())
             alive = np.load(folder / "alive.npy")
-            table = pq.read_table(folder / "fields.parquet")
+            table = pq.ParquetFile(folder / "fields.parquet").read()  # not read_table: it imports pandas
             flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0  # maps the vectors (IO_FLAG_MMAP alone reads them)
             graph = faiss.read_index(str(folder / "hnsw.faiss"), flags)
         except FileNotFoundError:
