@@ -72,6 +72,28 @@ def test_protocol_add_delete_and_filters(tmp_path):
         idx.add(vectors[:1], ["h"])
 
 
+def test_a_snapshot_changes_and_saves_apart_from_its_original(tmp_path):
+    rng = np.random.default_rng(4)
+    vectors = random_unit(rng, 5, 8)
+    original = ExactIndex.build(vectors, list("abcde"), {"modality": np.array(["text"] * 5)})
+    original.save(tmp_path / "one")
+    original = ExactIndex.load(tmp_path / "one")
+    assert original.delete(["e"]) == 1  # a deleted row before the snapshot too
+    before = original.search(vectors, k=4)
+    copy = original.snapshot()
+    copy.add(vectors[:2], ["a", "f"], {"modality": np.array(["image", "text"])})
+    assert copy.delete(["b"]) == 1 and sorted(copy.ids) == list("acdf")
+    copy.save(tmp_path / "two")
+    assert original.ids == list("abcd") and len(original) == 4
+    after = original.search(vectors, k=4)
+    assert after.ids == before.ids and np.array_equal(after.scores, before.scores)
+    assert original.delete(["a"]) == 1 and copy.delete(["e"]) == 0  # their masks are their own
+    again = ExactIndex.load(tmp_path / "two")
+    assert again.ids == copy.ids and again.search(vectors, k=4).ids == copy.search(vectors, k=4).ids
+    original.save(tmp_path / "three")  # its parts still name their own files
+    assert ExactIndex.load(tmp_path / "three").ids == list("bcd")
+
+
 def test_engine_opens_the_kind_the_manifest_names(tiny_clip, mixed_corpus, tmp_path, monkeypatch):
     """A registered kind is all the engine needs: it never names ExactIndex itself."""
     from mixsearch.index import INDEX_KINDS

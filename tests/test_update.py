@@ -395,3 +395,72 @@ def test_cli_index_dtype_float16(tiny_clip, tmp_path):
     assert again.index.dtype == np.float16 and len(again) == 8
     view = again.with_calibration("none")
     assert view.index.dtype == np.float16  # the option is reused whenever the index is rebuilt
+
+
+# -- the document table kept in Arrow across a change (issue 19) ------------------------------------
+
+
+def same_state_as_on_disk(index) -> None:
+    """The index a change returns (its table kept in memory, nothing read back) is the one a fresh open reads."""
+    fresh = ms.open_index(index.folder)
+    assert index.data.table.equals(fresh.data.table)
+    assert index.ids == fresh.ids and list(index.modality) == list(fresh.modality)
+    assert index.manifest.documents == fresh.manifest.documents
+    assert store.ids_checksum(fresh.ids) == fresh.manifest.ids_sha256 == store.ids_checksum(index.data.table["id"])
+    for q in QUERIES:
+        assert [(h.id, round(h.score, 5), h.metadata) for h in index.search(q, k=30)] == [
+            (h.id, round(h.score, 5), h.metadata) for h in fresh.search(q, k=30)
+        ]
+
+
+def test_changes_keep_the_table_in_memory_as_a_fresh_open_reads_it(built, tmp_path):
+    # new metadata fields, an integer field given decimals, a replaced id: the schema merges as on disk
+    new = records(tmp_path / "b", "b", 4, 2) + [{"id": "a3", "text": "a replaced text", "year": 1999, "lang": "en"}]
+    new[0]["year"] = 2020.5
+    built.add(write_corpus(tmp_path / "b", "b", new), progress=False)
+    same_state_as_on_disk(built)
+    assert built.manifest.documents.total == 16 and "a3" in built.ids
+    assert built.delete(["b1", "a5"]) == 2
+    same_state_as_on_disk(built)
+    assert built.delete([f"a{i}" for i in range(12)]) == 11  # most rows deleted: the compacted segment is read
+    assert store.read_manifest(built.folder).compacted_at is not None
+    same_state_as_on_disk(built)
+
+
+def test_a_failed_add_leaves_the_index_in_memory_as_it_was(built, tmp_path, monkeypatch):
+    before = {q: [h.id for h in built.search(q, k=12)] for q in QUERIES}
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "publish", fail)
+        with pytest.raises(OSError, match="disk full"):
+            built.add(write_corpus(tmp_path / "b", "b", records(tmp_path / "b", "b", 3, 2)), progress=False)
+    assert len(built) == len(built.index) == 12 and built.index.ids == [f"a{i}" for i in range(12)]
+    assert {q: [h.id for h in built.search(q, k=12)] for q in QUERIES} == before
+    built.add(write_corpus(tmp_path / "c", "c", records(tmp_path / "c", "c", 2, 3)), progress=False)
+    assert len(built) == 14
+    same_state_as_on_disk(built)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [],
+        ["a"],
+        ["d0", "d1", "é日😀", "a b", "x\x7fy", "/p/q.png"],
+        ['say "hi"', "back\\slash", "d2"],  # escaped by json: its own path
+        ["tab\there", "line\nbreak"],
+    ],
+)
+def test_the_arrow_ids_checksum_is_jsons(ids):
+    import pyarrow as pa
+
+    want = store.ids_checksum(ids)
+    column = pa.array(ids, pa.string())
+    assert store.ids_checksum(column) == want
+    halves = pa.chunked_array([column.slice(0, len(ids) // 2), column.slice(len(ids) // 2)], pa.string())
+    assert store.ids_checksum(halves) == want
+    if len(ids) > 2:
+        assert store.ids_checksum(column.slice(1, 2)) == store.ids_checksum(ids[1:3])

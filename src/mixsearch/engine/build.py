@@ -26,7 +26,7 @@ from ..index.base import check_index_options
 from ..types import MODALITIES, Document
 from . import documents, store
 from .fuse import CalibrationSpec, fuse_documents, prepare_calibration, require_roles, resolve_calibration
-from .manifest import CalibrationRecord, DocumentCounts, IndexRecord, Manifest, ModelRecord, Segment
+from .manifest import CalibrationRecord, IndexRecord, Manifest, ModelRecord, Segment
 from .mixindex import MixIndex, open_index
 from .reports import BuildReport
 
@@ -86,24 +86,26 @@ def build_index(
         docs, corpus_name = documents.read(corpus, report, encoder)
         if not docs:
             raise _nothing_to_index(corpus_name, report)
-        if prepared is not None:  # a missing mean fails now, not after hours of encoding
-            require_roles(prepared, documents.part_roles(docs, encoder), encoder.dim, {d.modality for d in docs})
-        table = store.document_table(docs)  # so does metadata of mixed kinds
+        table = store.document_table(docs)  # metadata of mixed kinds fails here, before any encoding
+        if prepared is not None:  # so does a missing mean, not after hours of encoding
+            require_roles(
+                prepared, documents.table_roles(table, encoder), encoder.dim, documents.table_modalities(table)
+            )
         segment = str(generation)
         files["documents"].mkdir()
         (files["raw"] / segment).mkdir(parents=True)
         cache = open_cache(encoder, cache_dir)
         try:
-            read = len(docs)
             ray_rows = _encode_on_ray(docs, encoder, cache, on_ray, report, progress) if on_ray else 0
-            docs, raw = documents.encode(docs, encoder, cache, files["raw"] / segment, report, progress)
+            docs, table, raw, present = documents.encode(
+                docs, table, encoder, cache, files["raw"] / segment, report, progress
+            )
             report.from_cache -= ray_rows  # encoded on Ray in this build, then read back from the cache
         finally:
             cache.close()
         report.skipped += len(report.skipped_ids)
         if not docs:
             raise _nothing_to_index(corpus_name, report)
-        present = documents.presence_of(docs, raw)
         if prepared is None:  # fit on this corpus, now that it is encoded
             calibrator, source = resolve_calibration(None, encoder.info(), raw, present, alpha, report.notes, method)
         else:
@@ -111,21 +113,19 @@ def build_index(
         # fused into a memory map, so a large corpus never needs its vectors in RAM at once
         fused = np.lib.format.open_memmap(fused_path, "w+", np.float32, (len(docs), encoder.dim))
         fuse_documents(calibrator, alpha, raw, present, len(docs), encoder.dim, out=fused)
-        ids = [d.id for d in docs]
-        if len(docs) != read:
-            table = store.document_table(docs)
+        ids = table["id"].to_pylist()
         index = build_index_of_kind(kind, fused, ids, store.field_columns(table), options=index_options)
         store.write_table(files["documents"] / f"{segment}.parquet", table)
         save_calibration(calibrator, files["calibration"])
         index.save(files["index"])
         index_options = index.options
-        del index, fused
+        del index, fused, ids
         fused_path.unlink()
         report.indexed = len(docs)
         report.seconds = time.perf_counter() - started
-        record = _manifest(corpus_name, encoder, kind, index_options, calibrator, source, docs, report)
+        record = _manifest(corpus_name, encoder, kind, index_options, calibrator, source, table, report)
         manifest = store.record_files(record, generation).replace(
-            segments=(Segment(segment, len(docs)),), integrity={"ids_sha256": store.ids_checksum(ids)}
+            segments=(Segment(segment, len(docs)),), integrity={"ids_sha256": store.ids_checksum(table["id"])}
         )
         txn.commit(manifest)
     log.info("indexed %d documents into %s", len(docs), out)
@@ -144,7 +144,7 @@ def _manifest(
     index_options: Mapping[str, object] | None,
     calibrator: Calibrator,
     source: str,
-    docs: list[Document],
+    table,
     report: BuildReport,
 ) -> Manifest:
     return Manifest(
@@ -155,7 +155,7 @@ def _manifest(
         model=ModelRecord.from_dict(encoder.info()),
         index=IndexRecord(kind, dict(index_options or {})),
         calibration=CalibrationRecord.of(calibrator, source),
-        documents=DocumentCounts.of(d.modality for d in docs),
+        documents=store.document_counts(table),
         build={
             "encoded": report.encoded,
             "from_cache": report.from_cache,

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +45,12 @@ def read(corpus: str | Path | Sequence[Document], report: Report, encoder: Encod
             seen.add(d.id)
             docs.append(d)
     report.skipped = sum(p.skipped for p in report.problems)  # lines and documents dropped while reading
+    lacking = [m for m in MODALITIES if m not in encoder.modalities]
+    if not lacking:  # the model encodes every part a document can have: nothing to look at per document
+        return docs, name
     kept = []
     for d in docs:
-        missing = set(d.parts) - encoder.modalities
+        missing = set(d.parts) - encoder.modalities if any(getattr(d, m) is not None for m in lacking) else None
         if missing:
             report.problems.append(
                 Problem(
@@ -73,39 +77,55 @@ def part(doc: Document, m: str) -> object:
     return value if value is None or m == "text" else str(value)
 
 
-def part_roles(docs: Sequence[Document], encoder: Encoder) -> set[str]:
-    """The calibration roles the parts of ``docs`` need (``multimodal`` too for a joint encoder)."""
-    roles = {m for d in docs for m in d.parts}
-    if joint(encoder) and any(part(d, "multimodal") is not None for d in docs):
-        roles.add("multimodal")
-    return roles
+def table_presence(table, encoder: Encoder) -> dict[str, np.ndarray]:
+    """Which rows of a document table (``store.document_table``) have each part, for the parts
+    some row has (``multimodal``: text and image, for a joint encoder), from the columns' nulls."""
+    import pyarrow.compute as pc
+
+    have = {
+        m: pc.is_valid(table[m]).to_numpy(zero_copy_only=False) for m in MODALITIES if table[m].null_count < len(table)
+    }
+    if joint(encoder) and "text" in have and "image" in have:
+        both = have["text"] & have["image"]
+        if both.any():
+            have["multimodal"] = both
+    return have
 
 
-def presence_of(docs: Sequence[Document], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Which of ``docs`` have each part of ``raw``."""
-    return {m: np.array([part(d, m) is not None for d in docs], dtype=bool) for m in raw}
+def table_roles(table, encoder: Encoder) -> set[str]:
+    """The calibration roles a document table's documents need (``multimodal`` too for a joint encoder)."""
+    return set(table_presence(table, encoder))
+
+
+def table_modalities(table) -> set[str]:
+    """The document modalities (``Document.modality``) a document table holds."""
+    import pyarrow.compute as pc
+
+    return set(pc.unique(table["modality"]).to_pylist())
 
 
 def encode(
     docs: list[Document],
+    table,
     encoder: Encoder,
     cache: EmbeddingCache,
     folder: Path,
     report: Report,
     progress: bool | None,
-) -> tuple[list[Document], dict[str, np.ndarray]]:
+) -> tuple[list[Document], Any, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Encode every part of every document into ``folder/<modality>.npy`` (memory-mapped, zero
     rows where a document lacks the part); keep only the documents whose every part encoded
     (the others' ids go to ``report.skipped_ids``; ``report.skipped`` is left to the caller).
+    ``table``: the documents' table (``store.document_table``). Returns the documents kept, their
+    table, their raw embeddings and which of them have each part.
     A joint encoder's image+text documents are also encoded whole, into ``multimodal.npy``: the
     vector their search uses; their parts stay for the audit and as probes."""
-    roles = [*MODALITIES, "multimodal"] if joint(encoder) else list(MODALITIES)
-    modalities = [m for m in roles if any(part(d, m) is not None for d in docs)]
+    present = table_presence(table, encoder)
     ok = np.ones(len(docs), dtype=bool)
-    everything = {}
-    for m in modalities:
-        everything[m] = np.lib.format.open_memmap(folder / f"{m}.all.npy", "w+", np.float32, (len(docs), encoder.dim))
-        rows = [i for i, d in enumerate(docs) if part(d, m) is not None]
+    everything: dict[str, np.memmap] = {}
+    for m, has in present.items():
+        everything[m] = np.lib.format.open_memmap(folder / f"{m}.npy", "w+", np.float32, (len(docs), encoder.dim))
+        rows = np.flatnonzero(has)
         log.info("encoding %d %s parts with %s", len(rows), m, encoder.name)
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
@@ -121,15 +141,25 @@ def encode(
                 doc_ids=ids,
                 progress=progress,
             )
-            everything[m][chunk] = result.vectors
-            ok[np.asarray(chunk)[~result.ok]] = False
+            if chunk[-1] - chunk[0] + 1 == len(chunk):  # every document has the part here: one slice, no gather
+                everything[m][chunk[0] : chunk[-1] + 1] = result.vectors
+            else:
+                everything[m][chunk] = result.vectors
+            ok[chunk[~result.ok]] = False
             report.encoded += result.encoded
             report.from_cache += result.from_cache
             report.truncated += int(result.truncated.sum())
-    report.skipped_ids = [d.id for d, good in zip(docs, ok) if not good]
+    report.skipped_ids = [docs[i].id for i in np.flatnonzero(~ok)]
+    if ok.all():  # the common case: the files as written are the segment's
+        written: dict[str, np.ndarray] = {}
+        for m, matrix in everything.items():
+            matrix.flush()
+            written[m] = matrix
+        return docs, table, written, present
     keep = np.flatnonzero(ok)
     raw: dict[str, np.ndarray] = {}
-    for m in modalities:
+    for m in list(everything):
+        os.replace(folder / f"{m}.npy", folder / f"{m}.all.npy")
         kept = np.lib.format.open_memmap(folder / f"{m}.npy", "w+", np.float32, (len(keep), encoder.dim))
         for start in range(0, len(keep), CHUNK):
             kept[start : start + CHUNK] = everything[m][keep[start : start + CHUNK]]
@@ -137,4 +167,4 @@ def encode(
         raw[m] = kept
         del everything[m]
         (folder / f"{m}.all.npy").unlink()
-    return [docs[i] for i in keep], raw
+    return [docs[i] for i in keep], table.take(keep), raw, {m: has[keep] for m, has in present.items()}

@@ -101,8 +101,6 @@ class MixIndex:
         self.manifest = manifest
         self.data = data
         self.documents = data.documents
-        self.ids: list[str] = self.documents["id"]
-        self.modality = np.asarray(self.documents["modality"])
         self.metadata_fields = [n for n in data.table.column_names if n not in store.OWN_COLUMNS]
         self.calibrator = calibrator
         self.index = index
@@ -127,6 +125,16 @@ class MixIndex:
         lock, light, given = self._encoder_lock, self._light, self._encoder_given
         self.__dict__.update(other.__dict__)
         self._encoder, self._encoder_lock, self._light, self._encoder_given = encoder, lock, light, given
+
+    @property
+    def ids(self) -> list[str]:
+        """The documents' ids, in row order (converted from the Arrow table on first use)."""
+        return self.documents["id"]
+
+    @property
+    def modality(self) -> np.ndarray:
+        """Each document's modality, in row order (converted on first use)."""
+        return self.documents.array("modality")
 
     @property
     def _rows(self) -> dict[str, int]:
@@ -193,7 +201,7 @@ class MixIndex:
             )
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.data.table.num_rows
 
     def is_stale(self) -> bool:
         """Whether the folder now holds another state than this object (rebuilt or recalibrated

@@ -46,9 +46,10 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,9 @@ import numpy as np
 from ..errors import InputError, UsageError, VectorIndexError
 from ..index import ExactIndex, VectorIndex, load_index
 from ..index.base import discard_index
-from ..types import MEDIA, Document
+from ..types import DOCUMENT_MODALITIES, MEDIA, MODALITIES, Document
 from .durable import fsync_dir, fsync_tree
-from .manifest import FORMAT, FORMAT_1, FORMAT_2, LEGACY_FORMATS, MANIFEST, Manifest, Segment
+from .manifest import FORMAT, FORMAT_1, FORMAT_2, LEGACY_FORMATS, MANIFEST, DocumentCounts, Manifest, Segment
 
 __all__ = ["FORMAT", "FORMAT_1", "FORMAT_2", "LEGACY_FORMATS", "MANIFEST", "Transaction", "transaction"]
 
@@ -384,18 +385,21 @@ def document_table(docs: Sequence[Document]):
     ``InputError`` naming the field and a document of each kind."""
     import pyarrow as pa
 
-    columns = {
-        "id": pa.array([d.id for d in docs], type=pa.string()),
-        "modality": pa.array([d.modality for d in docs], type=pa.string()),
-        "text": pa.array([d.text for d in docs], type=pa.string()),
-        **{
-            m: pa.array([None if getattr(d, m) is None else str(getattr(d, m)) for d in docs], type=pa.string())
-            for m in MEDIA
-        },
-    }
+    n = len(docs)
+    parts = {"text": pa.array(list(map(attrgetter("text"), docs)), type=pa.string())}
+    for m in MEDIA:  # one attribute fetch per document (a list, then Arrow at C speed), no per-document calls
+        paths = list(map(attrgetter(m), docs))
+        parts[m] = (
+            pa.nulls(n, pa.string())
+            if paths.count(None) == n
+            else pa.array([None if p is None else str(p) for p in paths], type=pa.string())
+        )
+    columns = {"id": pa.array(list(map(attrgetter("id"), docs)), type=pa.string()), "modality": _modality(parts, n)}
+    columns.update(parts)
     names: dict[str, None] = {}
     for d in docs:
-        names.update(dict.fromkeys(d.metadata))
+        if d.metadata:
+            names.update(dict.fromkeys(d.metadata))
     for name in names:
         columns[name] = _metadata_column(name, docs)
     return pa.table(columns)
@@ -404,19 +408,26 @@ def document_table(docs: Sequence[Document]):
 _KINDS = {bool: "a boolean", int: "an integer", float: "a decimal number", str: "text"}
 
 
+def _modality(parts: dict, n: int):
+    """``Document.modality`` of every row, from which part columns are set: the one part's name,
+    or ``multimodal`` for several (computed on the columns' null masks, not per document)."""
+    import pyarrow as pa
+
+    have = np.stack([np.asarray(parts[m].is_valid()) for m in MODALITIES]) if n else np.zeros((4, 0), bool)
+    names = np.array([*MODALITIES, "multimodal"], dtype=object)
+    which = np.where(have.sum(axis=0) == 1, np.argmax(have, axis=0), len(MODALITIES))
+    return pa.array(names[which], type=pa.string())
+
+
 def _metadata_column(name: str, docs: Sequence[Document]):
     import pyarrow as pa
 
-    seen: dict[str, Document] = {}
-    values = []
-    for d in docs:
-        value = d.metadata.get(name)
-        if isinstance(value, (list, dict)):
-            value = json.dumps(value, ensure_ascii=False)
-        if value is not None:
-            seen.setdefault(_KINDS.get(type(value), type(value).__name__), d)
-        values.append(value)
-    kinds = set(seen)
+    values = [d.metadata.get(name) for d in docs]
+    types = set(map(type, values))
+    if types & {list, dict}:
+        values = [json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for v in values]
+        types = set(map(type, values))
+    kinds = {_KINDS.get(t, t.__name__) for t in types if t is not type(None)}
     arrow_type = {
         frozenset(): pa.string(),
         frozenset({"a boolean"}): pa.bool_(),
@@ -425,13 +436,25 @@ def _metadata_column(name: str, docs: Sequence[Document]):
         frozenset({"an integer", "a decimal number"}): pa.float64(),
         frozenset({"text"}): pa.string(),
     }.get(frozenset(kinds))
-    if arrow_type is None:
+    if arrow_type is None:  # the error names the first document of each kind, in the order they come
+        seen: dict[str, Document] = {}
+        for d, value in zip(docs, values):
+            if value is not None:
+                seen.setdefault(_KINDS.get(type(value), type(value).__name__), d)
         examples = "; ".join(f"{kind} in document {d.id!r} ({d.where or 'given'})" for kind, d in seen.items())
         raise InputError(f"metadata field {name!r} holds values of different kinds: {examples}; make them one kind")
     try:
         return pa.array(values, type=arrow_type)
     except (pa.ArrowInvalid, OverflowError) as err:
         raise InputError(f"metadata field {name!r} cannot be stored ({err})") from None
+
+
+def document_counts(table) -> DocumentCounts:
+    """The live documents of a document table, in all and per modality (counted in Arrow)."""
+    import pyarrow.compute as pc
+
+    counts = {str(c["values"]): int(c["counts"]) for c in pc.value_counts(table["modality"]).to_pylist()}
+    return DocumentCounts.from_dict({"total": table.num_rows, **{m: counts.get(m, 0) for m in DOCUMENT_MODALITIES}})
 
 
 def check_metadata_types(existing, added, where: str) -> None:
@@ -527,15 +550,47 @@ class SegmentRows:
         return self[:] if dtype is None else self[:].astype(dtype)
 
 
+class Columns(Mapping):
+    """The document table's columns as Python lists, each converted from Arrow on first use and
+    kept: a change or a search pays only for the columns it reads, never for the whole table."""
+
+    def __init__(self, table):
+        self.table = table
+        self._lists: dict[str, list] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> list:
+        if name not in self._lists:
+            if name not in self.table.column_names:
+                raise KeyError(name)
+            self._lists[name] = self.table[name].to_pylist()
+        return self._lists[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.column_names)
+
+    def __contains__(self, name: object) -> bool:  # without converting the column
+        return name in self.table.column_names
+
+    def __len__(self) -> int:
+        return self.table.num_columns
+
+    def array(self, name: str) -> np.ndarray:
+        """A column as a numpy array (``np.asarray`` of its list), converted once."""
+        if name not in self._arrays:
+            self._arrays[name] = np.asarray(self[name])
+        return self._arrays[name]
+
+
 @dataclass
 class Data:
     """The documents and raw embeddings of a generation: its segments, the rows deleted, and the
-    live rows' table (Arrow), columns and raw embeddings (in row order)."""
+    live rows' table (Arrow), columns (``Columns``, converted on demand) and raw embeddings (in row order)."""
 
     segments: list[Segment]
     deleted: np.ndarray | None
     table: Any  # a pyarrow Table (pyarrow is imported only when an index is read)
-    documents: dict[str, list]
+    documents: Columns
     raw: dict[str, np.ndarray]
 
     @property
@@ -544,14 +599,19 @@ class Data:
         return sum(s.rows for s in self.segments)
 
 
-def read_data(folder: Path, manifest: Manifest) -> Data:
-    """The documents and raw embeddings of the manifest's generation (any readable format)."""
+def read_data(folder: Path, manifest: Manifest, table: Any = None) -> Data:
+    """The documents and raw embeddings of the manifest's generation (any readable format).
+    ``table``: its live rows' document table, when the caller already holds it (a change that
+    just wrote the generation): then only the raw embeddings are mapped, no table is read back."""
     import pyarrow as pa
 
     sources = _segment_sources(folder, manifest)
-    tables = [read_documents(table) for _, _, table, _ in sources]
     raws = [read_raw(embeddings) for _, _, _, embeddings in sources]
-    counts = [t.num_rows for t in tables]
+    if table is None or manifest.is_legacy:
+        tables = [read_documents(path) for _, _, path, _ in sources]
+        counts = [t.num_rows for t in tables]
+    else:
+        tables, counts = None, [s.rows for s in manifest.segments or ()]
     segments = [Segment(name, n) for (name, _, _, _), n in zip(sources, counts)]
     deleted = None
     path = files_of(folder, manifest)["documents"] / "deleted.npy"
@@ -562,10 +622,11 @@ def read_data(folder: Path, manifest: Manifest) -> Data:
             deleted[rows] = True
         except (OSError, ValueError, IndexError) as err:
             raise VectorIndexError(f"{path}: unreadable deleted rows ({err})") from None
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
     live = None if deleted is None else np.flatnonzero(~deleted)
-    if live is not None:
-        table = table.take(live)
+    if tables is not None:
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+        if live is not None:
+            table = table.take(live)
     raw: dict[str, np.ndarray] = {}
     for m in dict.fromkeys(m for r in raws for m in r):
         parts = [r.get(m) for r in raws]
@@ -574,10 +635,10 @@ def read_data(folder: Path, manifest: Manifest) -> Data:
         else:
             dim = next(p.shape[1] for p in parts if p is not None)
             raw[m] = SegmentRows(parts, counts, live, dim)  # type: ignore[assignment]
-    return Data(segments, deleted, table, table.to_pydict(), raw)
+    return Data(segments, deleted, table, Columns(table), raw)
 
 
-def open_vector_index(folder: Path, manifest: Manifest, documents: dict[str, list]) -> VectorIndex:
+def open_vector_index(folder: Path, manifest: Manifest, documents: Mapping[str, list]) -> VectorIndex:
     """The vector index of the manifest's generation, of the kind the manifest names."""
     path = files_of(folder, manifest)["index"]
     if manifest.format == FORMAT_1:  # an exact index at the top; modality from the documents
@@ -594,20 +655,64 @@ def open_vector_index(folder: Path, manifest: Manifest, documents: dict[str, lis
     return load_index(path, manifest.index.kind)
 
 
-def ids_checksum(ids: Sequence[str]) -> str:
-    """sha256 of the ids in order: ties the document table to the vectors."""
+def ids_checksum(ids: Any) -> str:
+    """sha256 of the ids in order: ties the document table to the vectors. ``ids``: a list of
+    strings, or an Arrow string column (hashed in Arrow, no Python list: the same digest)."""
+    import pyarrow as pa
+
+    if not isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        return _ids_checksum_python(ids)
+    import pyarrow.compute as pc
+
+    column = ids.cast(pa.string())
+    if column.null_count:
+        return _ids_checksum_python(column.to_pylist())
+    chunks = [c for c in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]) if len(c)]
+    special = np.array([_escaped_bytes(c).any() for c in chunks], dtype=bool)
+    if special.any():  # a quote, a backslash or a control in some id: json's own escaping, on a list
+        return _ids_checksum_python(column.to_pylist())
+    # json.dumps(ids, ensure_ascii=False) is then '["a", "b"]', the ids as they are: joined in Arrow
+    quoted = [pc.binary_join_element_wise('"', c, '", ', "") for c in chunks]
+    digest = hashlib.sha256(b"[")
+    for i, chunk in enumerate(quoted):
+        data = _utf8_bytes(chunk).data
+        digest.update(data[:-2] if i == len(quoted) - 1 else data)  # no ", " after the last id
+    digest.update(b"]")
+    return digest.hexdigest()
+
+
+#: Bytes json.dumps escapes in a string: controls, the quote and the backslash (UTF-8 sequences of
+#: other characters never hold a byte below 0x80, so a byte test is exact).
+_JSON_ESCAPED = np.zeros(256, dtype=bool)
+_JSON_ESCAPED[[*range(0x20), ord('"'), ord("\\")]] = True
+
+
+def _utf8_bytes(array) -> np.ndarray:
+    """The UTF-8 bytes of a string array's values, back to back (no copy)."""
+    _, offsets_buffer, data = array.buffers()
+    if data is None:  # only empty strings
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+
+
+def _escaped_bytes(array) -> np.ndarray:
+    return _JSON_ESCAPED[_utf8_bytes(array)]
+
+
+def _ids_checksum_python(ids: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(ids), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def check_integrity(
-    folder: Path, manifest: Manifest, documents: dict[str, list], raw: dict[str, np.ndarray], index: VectorIndex
+    folder: Path, manifest: Manifest, documents: Columns, raw: dict[str, np.ndarray], index: VectorIndex
 ) -> None:
     """Refuse an index whose parts do not belong together (rows reordered, a file swapped)."""
     ids = documents["id"]
     n = len(ids)
     problems = []
     expected = manifest.ids_sha256
-    if expected is not None and ids_checksum(ids) != expected:
+    if expected is not None and ids_checksum(documents.table["id"]) != expected:
         problems.append("the document table's ids are not the ones the index was built with")
     index_ids = getattr(index, "ids", None)
     if index_ids is not None and list(index_ids) != list(ids):

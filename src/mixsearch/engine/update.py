@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..index.base import positions_of
 from ..types import Document
 from . import documents, store
 from .fuse import fuse_documents, require_roles
-from .manifest import DocumentCounts, Manifest, Segment
+from .manifest import Manifest, Segment
 from .reports import UpdateReport
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ def add_documents(
 ) -> tuple[UpdateReport, MixIndex]:
     """Encode ``corpus`` with the index's model and add it to ``index``'s folder; returns the
     report and the index in its new state (``MixIndex.add`` shows it through ``index``)."""
+    import pyarrow as pa
+
     started = time.perf_counter()
     _check_writable(index)
     encoder = index.encoder  # the index's recorded model; another fingerprint or dim is refused
@@ -54,9 +56,12 @@ def add_documents(
     docs, corpus_name = documents.read(corpus, report, encoder)
     if not docs:
         raise InputError("\n".join([f"{corpus_name}: no documents to add", *report.problem_lines(10)]))
-    # everything checkable before encoding: the calibration's means, the metadata's kinds
-    require_roles(index.calibrator, documents.part_roles(docs, encoder), encoder.dim, {d.modality for d in docs})
-    store.check_metadata_types(index.data.table.schema, store.document_table(docs).schema, corpus_name)
+    # everything checkable before encoding: the metadata's kinds, the calibration's means
+    table = store.document_table(docs)
+    store.check_metadata_types(index.data.table.schema, table.schema, corpus_name)
+    require_roles(
+        index.calibrator, documents.table_roles(table, encoder), encoder.dim, documents.table_modalities(table)
+    )
     folder = index.folder
     with store.transaction(folder, expected=index.manifest) as txn:
         current, generation, files = _current(txn), txn.generation, txn.paths
@@ -65,24 +70,28 @@ def add_documents(
         (files["raw"] / segment).mkdir()
         cache = open_cache(encoder, cache_dir)
         try:
-            docs, raw = documents.encode(docs, encoder, cache, files["raw"] / segment, report, progress)
+            docs, table, raw, present = documents.encode(
+                docs, table, encoder, cache, files["raw"] / segment, report, progress
+            )
         finally:
             cache.close()
         report.skipped += len(report.skipped_ids)
         if not docs:
             raise InputError("\n".join([f"{corpus_name}: no documents to add", *report.problem_lines(10)]))
-        present = documents.presence_of(docs, raw)
         vectors = fuse_documents(index.calibrator, index.alpha, raw, present, len(docs), encoder.dim)
-        table = store.document_table(docs)
         store.write_table(files["documents"] / f"{segment}.parquet", table)
         segments.append(Segment(segment, len(docs)))
-        ids = [d.id for d in docs]
-        replaced = _stored_rows(index, ids)
-        vector_index = store.open_vector_index(folder, current, index.documents)
+        ids = table["id"].to_pylist()  # the change's ids only
+        live, replaced = _stored_rows(index, ids)
+        vector_index = _vector_index(index, current)
         vector_index.add(vectors, ids, _fields_for(index, table))
         deleted = _deleted(index.data, replaced, len(docs))
         report.added, report.replaced = len(docs), len(replaced)
-        manifest, vector_index = _finish(index, current, generation, files, segments, deleted, vector_index, added=docs)
+        kept = _without(index.data.table, live)
+        after = pa.concat_tables([kept, table], promote_options="permissive")
+        manifest, vector_index, after = _finish(
+            index, current, generation, files, segments, deleted, vector_index, after
+        )
         report.compacted = manifest.compacted_at == generation
         report.seconds = time.perf_counter() - started
         updated = {
@@ -93,7 +102,7 @@ def add_documents(
             "replaced": report.replaced,
             "seconds": round(report.seconds, 2),
         }
-        changed = _commit(txn, index, manifest.replace(updated=updated), vector_index)
+        changed = _commit(txn, index, manifest.replace(updated=updated), vector_index, after)
     log.info("%s: added %d documents (%d replaced)", folder, report.added, report.replaced)
     return report, changed
 
@@ -108,18 +117,21 @@ def delete_documents(index: MixIndex, ids: Iterable[str]) -> tuple[int, MixIndex
     folder = index.folder
     with store.transaction(folder, expected=index.manifest) as txn:
         current = _current(txn)
-        rows = _stored_rows(index, ids)
-        if not rows:
+        live, rows = _stored_rows(index, ids)
+        if not len(rows):
             store.tidy(folder, current, None)  # what an earlier writer killed after its commit left
             return 0, None
         files = txn.paths
         segments = store.link_data(folder, current, files["documents"], files["raw"])
-        vector_index = store.open_vector_index(folder, current, index.documents)
+        vector_index = _vector_index(index, current)
         vector_index.delete(ids)
         deleted = _deleted(index.data, rows, 0)
-        manifest, vector_index = _finish(index, current, txn.generation, files, segments, deleted, vector_index)
+        after = _without(index.data.table, live)
+        manifest, vector_index, after = _finish(
+            index, current, txn.generation, files, segments, deleted, vector_index, after
+        )
         updated = {"at": _now(), "action": "delete", "deleted": len(rows)}
-        changed = _commit(txn, index, manifest.replace(updated=updated), vector_index)
+        changed = _commit(txn, index, manifest.replace(updated=updated), vector_index, after)
     log.info("%s: deleted %d documents", folder, len(rows))
     return len(rows), changed
 
@@ -150,14 +162,33 @@ def _check_writable(index: MixIndex) -> None:
         raise UsageError("this is a view under another calibration; persist it first, or add to the index as opened")
 
 
-def _stored_rows(index: MixIndex, ids: Sequence[str]) -> list[int]:
-    """Positions over all stored rows (deleted ones too) of the live documents with these ids."""
+def _stored_rows(index: MixIndex, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Where the live documents with these ids are: their positions among the live rows, and over
+    all stored rows (deleted ones too); one vectorised lookup in the Arrow id column."""
+    live = positions_of(index.data.table["id"], set(ids))
     deleted = index.data.deleted
-    live = np.arange(index.data.stored) if deleted is None else np.flatnonzero(~deleted)
-    return [int(r) for r in live[positions_of(index.data.table["id"], set(ids))]]
+    return live, (live if deleted is None else np.flatnonzero(~deleted)[live])
 
 
-def _deleted(data: store.Data, rows: list[int], added: int) -> np.ndarray:
+def _without(table, rows: np.ndarray):
+    """The table without the rows at these positions."""
+    if not len(rows):
+        return table
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[rows] = False
+    return table.filter(keep)
+
+
+def _vector_index(index: MixIndex, current: Manifest) -> VectorIndex:
+    """The vector index to change: the one in memory, copied, when its kind can be copied without
+    touching the original (``snapshot``), else read again from the folder."""
+    snapshot = getattr(index.index, "snapshot", None)
+    if snapshot is not None:
+        return snapshot()
+    return store.open_vector_index(index.folder, current, index.documents)
+
+
+def _deleted(data: store.Data, rows: np.ndarray, added: int) -> np.ndarray:
     """The deleted mask after a change: the old one, ``rows`` more, and ``added`` new live rows."""
     deleted = np.zeros(data.stored + added, dtype=bool)
     if data.deleted is not None:
@@ -174,10 +205,11 @@ def _finish(
     segments: list[Segment],
     deleted: np.ndarray,
     vector_index,
-    added: Sequence[Document] | None = None,
-) -> tuple[Manifest, VectorIndex]:
+    table,
+) -> tuple[Manifest, VectorIndex, Any]:
     """Write the deleted rows, the index and the calibration of the new generation (compacting
-    everything when most stored rows are deleted); returns its manifest and vector index."""
+    everything when most stored rows are deleted); returns its manifest, vector index and the
+    document table of its live rows (``table``, in Arrow: nothing is read back)."""
     from ..calibration import save_calibration
     from ..index import build_index_of_kind
 
@@ -185,12 +217,10 @@ def _finish(
     (files["documents"] / "deleted.npy").unlink(missing_ok=True)
     if compact:
         segments = _compact(files, segments, deleted)
-        live_ids = [
-            str(i) for i in store.read_documents(files["documents"] / f"{segments[0].name}.parquet")["id"].to_pylist()
-        ]
+        table = store.read_documents(files["documents"] / f"{segments[0].name}.parquet")
+        live_ids = table["id"].to_pylist()
         vectors = np.asarray(vector_index.vectors) if hasattr(vector_index, "vectors") else None
         if vectors is not None and list(vector_index.ids) == live_ids:
-            table = store.read_documents(files["documents"] / f"{segments[0].name}.parquet")
             vector_index = build_index_of_kind(
                 current.index.kind, vectors, live_ids, store.field_columns(table), options=vector_index.options
             )
@@ -198,27 +228,13 @@ def _finish(
         np.save(files["documents"] / "deleted.npy", np.flatnonzero(deleted).astype(np.int64))
     vector_index.save(files["index"])
     save_calibration(index.calibrator, files["calibration"])
-    live_ids, modality = _live_rows(index, deleted, added or [])
     manifest = store.record_files(current, generation).replace(
         segments=tuple(segments),
-        integrity={"ids_sha256": store.ids_checksum(live_ids)},
-        documents=DocumentCounts.of(modality),
+        integrity={"ids_sha256": store.ids_checksum(table["id"])},
+        documents=store.document_counts(table),
         **({"compacted_at": generation} if compact else {}),
     )
-    return manifest, vector_index
-
-
-def _live_rows(index: MixIndex, deleted: np.ndarray, added: Sequence[Document]) -> tuple[list[str], np.ndarray]:
-    """The ids and modalities of the new generation's live documents, in row order, from the
-    document data (every index kind keeps its rows in this order; not all of them can list ids)."""
-    stored = index.data.stored
-    ids = np.empty(stored + len(added), dtype=object)
-    modality = np.empty(stored + len(added), dtype=object)
-    before = np.arange(stored) if index.data.deleted is None else np.flatnonzero(~index.data.deleted)
-    ids[before], modality[before] = index.ids, index.modality
-    ids[stored:] = [d.id for d in added]
-    modality[stored:] = [d.modality for d in added]
-    return [str(i) for i in ids[~deleted]], modality[~deleted].astype(str)
+    return manifest, vector_index, table
 
 
 def _compact(files: dict[str, Path], segments: list[Segment], deleted: np.ndarray) -> list[Segment]:
@@ -249,12 +265,13 @@ def _compact(files: dict[str, Path], segments: list[Segment], deleted: np.ndarra
     return [Segment(name, table.num_rows)]
 
 
-def _commit(txn: store.Transaction, index: MixIndex, manifest: Manifest, vector_index: VectorIndex) -> MixIndex:
-    """Commit the new generation and return the index in it (the vector index just written is
-    kept in memory; only the document data is read back, as a full reopen costs several times
-    the change itself on a large index). The transaction tidies the old generation after."""
+def _commit(txn: store.Transaction, index: MixIndex, manifest: Manifest, vector_index: VectorIndex, table) -> MixIndex:
+    """Commit the new generation and return the index in it: the vector index just written and
+    the live rows' document table are kept in memory (only the raw embeddings are mapped again),
+    as reading a large index back costs many times the change itself. The transaction tidies the
+    old generation after."""
     txn.commit(manifest)
-    data = store.read_data(index.folder, manifest)
+    data = store.read_data(index.folder, manifest, table=table)
     return type(index)(  # MixIndex, without importing the module that imports this one
         index.folder, manifest, data, index.calibrator, vector_index, device=index.device, runtime=index.runtime
     )

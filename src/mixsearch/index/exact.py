@@ -10,6 +10,8 @@ their part, masked, until the engine compacts the index.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -209,9 +211,29 @@ class ExactIndex:
         self._ids = list(ids)
         self._table = checked_table(fields or {}, len(self._ids), self.where)
         self._deleted: np.ndarray | None = None
+        self._id_column = None  # the ids as Arrow, built on the first delete (lookups by id are vectorised)
         #: The scoring product per shape ("single" query, "batch"): "numpy" or "torch" (see ``KERNELS``).
         self.kernels = dict(KERNELS)
         self._forget()
+
+    def snapshot(self) -> ExactIndex:
+        """A copy to change (``add``, ``delete``, ``save``) while this one stays as it was: the
+        vectors and files are shared (never written to), the lists and masks that a change
+        alters are copied, which costs far less than loading the index again."""
+        other = copy.copy(self)
+        other._parts = [dataclasses.replace(p) for p in self._parts]  # save() records each part's files
+        other._ids = list(self._ids)
+        other._deleted = None if self._deleted is None else self._deleted.copy()
+        other.kernels = dict(self.kernels)
+        return other
+
+    def _ids_arrow(self):
+        """The stored ids (deleted rows too) as an Arrow column, kept across adds."""
+        import pyarrow as pa
+
+        if self._id_column is None:
+            self._id_column = pa.chunked_array([pa.array(self._ids, pa.string())], pa.string())
+        return self._id_column
 
     def _forget(self) -> None:
         """Drop what is derived from the rows (recomputed on demand)."""
@@ -314,6 +336,8 @@ class ExactIndex:
         self.delete(ids)
         names = [int(p.name) for p in self._parts if p.name.isdigit()]
         self._parts.append(_Part(str(max(names, default=-1) + 1), _cast(vectors, self._dtype)))
+        if self._id_column is not None:
+            self._id_column = pa.chunked_array([*self._id_column.chunks, pa.array(list(ids), pa.string())])
         self._ids += list(ids)
         self._table = pa.concat_tables([self._table, added], promote_options="permissive")
         if "_rows" in self._table.column_names and len(self._table.column_names) > 1:
@@ -324,7 +348,7 @@ class ExactIndex:
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents by id (their rows are masked, not rewritten); returns how many were present."""
-        found = positions_of(self._ids, set(ids))
+        found = positions_of(self._ids_arrow(), set(ids))
         gone = found if self._deleted is None else found[~self._deleted[found]]  # live rows only
         if len(gone):
             if self._deleted is None:
@@ -518,6 +542,7 @@ class ExactIndex:
             )
         index._table = table if table.num_columns else arrow_table({}, total)
         index._deleted = None
+        index._id_column = None
         index.kernels = dict(KERNELS)
         if deleted is not None and len(deleted):
             index._deleted = np.zeros(total, dtype=bool)

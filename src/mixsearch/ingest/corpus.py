@@ -12,6 +12,7 @@ bytes) is an ``InputError``.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -93,8 +94,9 @@ def _lines(path: Path, report: Report) -> Iterator[tuple[str, str]]:
         lines = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         for number, line in enumerate(lines, 1):
             where = f"{name}:{number}"
-            size = len(line.encode("utf-8", "surrogateescape"))
-            bad = _BAD_BYTE.search(line)
+            ascii_only = line.isascii()  # O(1) in CPython: no bad bytes then, and one byte per character
+            size = len(line) if ascii_only else len(line.encode("utf-8", "surrogateescape"))
+            bad = None if ascii_only else _BAD_BYTE.search(line)
             if bad:
                 column = len(line[: bad.start()].encode("utf-8", "surrogateescape"))
                 byte = ord(bad[0]) - 0xDC00
@@ -150,7 +152,8 @@ def _read_jsonl(path: Path, report: Report) -> Iterator[Document]:
         except InputError as err:
             report(Problem(where, str(err), _raw_id(record)))
             continue
-        unknown = sorted(k for k in set(record) - KNOWN_FIELDS if not _storable_name(k))
+        others = record.keys() - KNOWN_FIELDS
+        unknown = sorted(k for k in others if not _storable_name(k)) if others else None
         if unknown:
             fields = ", ".join(k if k.isprintable() else repr(k) for k in unknown)
             report(Problem(where, f"unknown field(s) {fields} ignored", doc.id, skipped=False))
@@ -255,6 +258,7 @@ def document_from_record(record: dict, base: Path, where: str = "") -> Document:
     return Document(id=doc_id, text=text, where=where, metadata=metadata, **media)
 
 
+@functools.lru_cache(maxsize=4096)  # a corpus repeats its few field names on every line
 def _storable_name(name: str) -> bool:
     """Whether a field name can be a metadata column: printable, valid Unicode, not empty."""
     try:
