@@ -662,8 +662,6 @@ def ids_checksum(ids: Any) -> str:
 
     if not isinstance(ids, (pa.Array, pa.ChunkedArray)):
         return _ids_checksum_python(ids)
-    import pyarrow.compute as pc
-
     column = ids.cast(pa.string())
     if column.null_count:
         return _ids_checksum_python(column.to_pylist())
@@ -671,14 +669,31 @@ def ids_checksum(ids: Any) -> str:
     special = np.array([_escaped_bytes(c).any() for c in chunks], dtype=bool)
     if special.any():  # a quote, a backslash or a control in some id: json's own escaping, on a list
         return _ids_checksum_python(column.to_pylist())
-    # json.dumps(ids, ensure_ascii=False) is then '["a", "b"]', the ids as they are: joined in Arrow
-    quoted = [pc.binary_join_element_wise('"', c, '", ', "") for c in chunks]
+    # json.dumps(ids, ensure_ascii=False) is then '["a", "b"]', the ids as they are: laid out in numpy
+    # (Arrow's string join would take Python string scalars, and pa.scalar imports pandas)
     digest = hashlib.sha256(b"[")
-    for i, chunk in enumerate(quoted):
-        data = _utf8_bytes(chunk).data
-        digest.update(data[:-2] if i == len(quoted) - 1 else data)  # no ", " after the last id
+    for i, chunk in enumerate(chunks):
+        data = _quoted(chunk)
+        digest.update(data[:-2] if i == len(chunks) - 1 else data)  # no ", " after the last id
     digest.update(b"]")
     return digest.hexdigest()
+
+
+def _quoted(array) -> np.ndarray:
+    """``"id", `` for every id of a string array, back to back: 4 bytes added around each."""
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    offsets = offsets.astype(np.int64) - offsets[0]
+    rows = np.arange(len(array), dtype=np.int64)
+    out = np.empty(int(offsets[-1]) + 4 * len(array), dtype=np.uint8)
+    starts, ends = offsets[:-1] + 4 * rows, offsets[1:] + 4 * rows  # where each quoted id starts, its text ends
+    out[starts] = ord('"')
+    out[ends + 1], out[ends + 2], out[ends + 3] = ord('"'), ord(","), ord(" ")
+    data = _utf8_bytes(array)
+    text = np.ones(len(out), dtype=bool)
+    text[starts] = False
+    text[ends + 1], text[ends + 2], text[ends + 3] = False, False, False
+    out[text] = data
+    return out
 
 
 #: Bytes json.dumps escapes in a string: controls, the quote and the backslash (UTF-8 sequences of
