@@ -57,8 +57,15 @@ def _pick_cases(cfg: BenchConfig, plain: dict, cal: dict, qrels: dict) -> list[s
     if cfg.case_queries:
         return [q for q in cfg.case_queries if q in plain]
     judged = sorted((q for q in qrels if q in plain), key=lambda q: unit(cfg.seed, "case", q))
-    differ = [q for q in judged if [h.id for h in plain[q][:1]] != [h.id for h in cal.get(q, [])[:1]]]
+    first, first_cal = _top_ids(plain), _top_ids(cal)  # ids only: no Hit made for the queries not shown
+    differ = [q for q in judged if first.get(q, [])[:1] != first_cal.get(q, [])[:1]]
     return (differ + [q for q in judged if q not in differ])[: cfg.n_cases]
+
+
+def _top_ids(ranked) -> dict[str, list[str]]:
+    if hasattr(ranked, "ids"):
+        return ranked.ids()
+    return {q: [h.id for h in hits] for q, hits in ranked.items()}
 
 
 def _cases(engine: ModelRun, label: str, plain: dict, cal: dict, qrels: dict) -> dict:
