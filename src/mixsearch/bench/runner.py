@@ -131,6 +131,7 @@ class Ranking(Mapping[str, list[Hit]]):
         self._at: dict[str, tuple[int, tuple[SearchResults, ...]]] = {}
 
     def add(self, ids: list[str], *results: SearchResults) -> None:
+        """Query ``ids[i]`` is row ``i`` of ``results`` (of each, in turn, for a pushdown)."""
         self._at.update((q, (row, results)) for row, q in enumerate(ids))
 
     def __getitem__(self, q: str) -> list[Hit]:
@@ -144,6 +145,7 @@ class Ranking(Mapping[str, list[Hit]]):
         return len(self._at)
 
     def ids(self) -> dict[str, list[str]]:
+        """``{query id: [document ids, best first]}``, no ``Hit`` made."""
         cols: dict[int, list[list[str]]] = {}  # each SearchResults' ids read once, not once per query
         out = {}
         for q, (row, results) in self._at.items():

@@ -64,6 +64,7 @@ class SearchResults(Sequence[list[Hit]]):
 
     @property
     def hits(self) -> list[list[Hit]]:
+        """Every query's hit list (all made now)."""
         return [self[i] for i in range(len(self))]
 
     def __len__(self) -> int:
@@ -378,7 +379,9 @@ class MixIndex:
             found = self.index.search(vectors, k, filter_)
         if self.calibrator.relevance_ is None:
             return SearchResults._deferred(found.ids, found.scores, self._hits)
-        return SearchResults([self._judge(self._hits(ids, scores), cut) for ids, scores in zip(found.ids, found.scores)])
+        return SearchResults(
+            [self._judge(self._hits(ids, scores), cut) for ids, scores in zip(found.ids, found.scores)]
+        )
 
     def _hits(self, ids: Sequence[str], scores: np.ndarray) -> list[Hit]:
         return [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
