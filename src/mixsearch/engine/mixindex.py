@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, overload
 
@@ -377,14 +378,23 @@ class MixIndex:
             found = self._search_per_modality(vectors, k, filter_)
         else:
             found = self.index.search(vectors, k, filter_)
+        # the documents as searched: hits made later (deferred) still show them after an add or delete
+        make = partial(self._hits, self._rows, self.documents, self.metadata_fields)
         if self.calibrator.relevance_ is None:
-            return SearchResults._deferred(found.ids, found.scores, self._hits)
-        return SearchResults(
-            [self._judge(self._hits(ids, scores), cut) for ids, scores in zip(found.ids, found.scores)]
-        )
+            return SearchResults._deferred(found.ids, found.scores, make)
+        return SearchResults([self._judge(make(ids, scores), cut) for ids, scores in zip(found.ids, found.scores)])
 
-    def _hits(self, ids: Sequence[str], scores: np.ndarray) -> list[Hit]:
-        return [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
+    @staticmethod
+    def _hits(rows: Mapping[str, int], d: Mapping, fields: list[str], ids: Sequence[str], scores) -> list[Hit]:
+        out = []
+        for rank, (doc_id, score) in enumerate(zip(ids, scores), 1):
+            row = rows[doc_id]
+            metadata = {f: d[f][row] for f in fields if d[f][row] is not None}
+            image, audio, video = (d[m][row] for m in MEDIA)
+            out.append(
+                Hit(rank, doc_id, float(score), d["modality"][row], d["text"][row], image, audio, video, metadata)
+            )
+        return out
 
     def _embed(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
         """Raw (uncalibrated) embeddings of queries that all have the same parts: one batch per part."""
@@ -443,12 +453,6 @@ class MixIndex:
             ids.append(top)
             scores[q, : len(top)] = fixed
         return Neighbours(scores, ids)
-
-    def _hit(self, rank: int, doc_id: str, score: float) -> Hit:
-        row, d = self._rows[doc_id], self.documents
-        metadata = {f: d[f][row] for f in self.metadata_fields if d[f][row] is not None}
-        image, audio, video = (d[m][row] for m in MEDIA)
-        return Hit(rank, doc_id, score, d["modality"][row], d["text"][row], image, audio, video, metadata)
 
     def fields(self) -> dict[str, str]:
         """The fields a ``where`` condition may name, with their SQL types (``modality`` and
