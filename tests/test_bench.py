@@ -461,3 +461,20 @@ def test_case_study_escapes_document_texts():
     assert "<script>" not in html and html.count("&lt;script&gt;") == 2 and "<i>" not in html
     assert '<div class="hit rel">' in html and "score +0.2500" in html and "relevant (1)" in html
     assert "<p>no results</p>" in html and "mixsearch bench &lt;x&gt;" in html
+
+
+def test_ranking_scores_ids_and_makes_hits_only_when_read():
+    from mixsearch import Hit, SearchResults
+    from mixsearch.bench.runner import Ranking
+
+    def hits(*ids):
+        return [Hit(rank, d, 1.0 / rank, "text") for rank, d in enumerate(ids, 1)]
+
+    plain = SearchResults([hits("a", "b"), hits("c")])
+    text, media = SearchResults([hits("t1", "t2"), hits("t3")]), SearchResults([hits("i1"), hits("i2", "i3")])
+    ranked, pushed = Ranking(depth=2), Ranking(depth=3)
+    ranked.add(["q1", "q2"], plain)
+    pushed.add(["q1", "q2"], text, media)
+    assert ranked.ids() == {"q1": ["a", "b"], "q2": ["c"]}
+    assert pushed.ids() == {"q1": ["t1", "t2", "i1"], "q2": ["t3", "i2", "i3"]}  # text before media, cut at depth
+    assert [h.id for h in pushed["q1"]] == pushed.ids()["q1"] and len(pushed) == 2 and list(pushed) == ["q1", "q2"]

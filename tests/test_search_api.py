@@ -128,3 +128,30 @@ def test_query_mistakes_fail_before_the_model_loads(built, tmp_path):
     with pytest.raises(ms.UsageError, match="text must be a string"):
         ms.Query(text=["a", "dog"])  # type: ignore[arg-type]
     assert ms.Query("a dog", image="q.jpg").parts == ("text", "image")
+
+
+def test_hit_lists_are_made_when_read_and_match_the_ids(built):
+    index, _ = built
+    raw = index.encoder.encode(["dog beach ball", "snow child", "red bike street"])
+    found = index.search_vectors({"text": raw}, k=4)
+    ids = found.ids()  # read without making any Hit
+    assert all(hits is None for hits in found._lists)
+    assert found[-1] is found[2] and [h.id for h in found[2]] == ids[2]  # made once, then kept
+    assert [[h.id for h in hits] for hits in found[0:2]] == ids[:2]
+    assert [[h.id for h in hits] for hits in found] == ids == found.ids()
+    assert [h.rank for h in found[1]] == [1, 2, 3, 4] and repr(found) == "SearchResults(3 queries, 12 hits)"
+    assert found.to_dicts()[0][0]["id"] == ids[0][0]
+
+
+def test_deferred_hits_show_the_documents_as_searched(tiny_clip, tmp_path):
+    docs = [
+        ms.Document(r["id"], text=r.get("text"), image=tmp_path / r["image"] if "image" in r else None)
+        for r in good_records(tmp_path, np.random.default_rng(0))
+    ]
+    index, _ = ms.build_index(docs, tmp_path / "idx", str(tiny_clip), progress=False)
+    found = index.search(["dog beach ball", "snow child"], k=3)
+    ids = found.ids()
+    gone = ids[0][0]
+    index.delete([gone])  # the index changes before any hit is read
+    assert [h.id for h in found[0]] == ids[0] and found[0][0].id == gone
+    assert gone not in [h.id for h in index.search("dog beach ball", k=3)]

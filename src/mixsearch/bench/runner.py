@@ -13,7 +13,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .._version import __version__
 from ..calibration import Calibrator, save_calibration
 from ..embedding import embed, open_cache
 from ..encoders import Encoder, load_encoder
-from ..engine import MixIndex, build_index
+from ..engine import MixIndex, SearchResults, build_index
 from ..errors import BenchError
 from ..eval import evaluate_all, restrict_qrels, run_from_ranking
 from ..types import Document, Hit
@@ -86,29 +86,28 @@ class ModelRun:
         self.problems += [f"{name}: {p}" for p in report.problems]
         return idx
 
-    def rank(self, idx: MixIndex, cal: Calibrator, alpha: float, pushdown: bool = False) -> dict[str, list[Hit]]:
+    def rank(self, idx: MixIndex, cal: Calibrator, alpha: float, pushdown: bool = False) -> Ranking:
         """Search ``idx`` under ``cal`` at ``alpha`` (a calibration view: nothing is rewritten):
         ``{query: [Hit, ...]}``. ``pushdown``: every text hit before every image hit, each part
         in the engine's order (audio and video hits count as image hits)."""
         view = idx.with_calibration(cal, alpha)
         depth = self.cfg.depth
-        out: dict[str, list[Hit]] = {}
+        out = Ranking(depth)
         for ids, parts in self.raw.values():
             if not ids:
                 continue
             if pushdown:
                 text = view.search_vectors(parts, k=depth, modality="text")
                 media = view.search_vectors(parts, k=depth, modality=["image", "audio", "video"])
-                hits = [(t + i)[:depth] for t, i in zip(text, media)]
+                out.add(ids, text, media)
             else:
-                hits = list(view.search_vectors(parts, k=depth))
-            out.update(zip(ids, hits))
+                out.add(ids, view.search_vectors(parts, k=depth))
         return out
 
-    def score(self, hits: dict, qrels: dict, per_query: bool = False) -> dict:
+    def score(self, hits: Ranking | dict, qrels: dict, per_query: bool = False) -> dict:
         """trec_eval metrics (and the paper's NDCG) of the hit lists against ``qrels``."""
-        run = run_from_ranking({q: [h.id for h in hs] for q, hs in hits.items()})
-        return evaluate_all(qrels, run, self.cfg.metrics, per_query=per_query)
+        ranked = hits.ids() if isinstance(hits, Ranking) else {q: [h.id for h in hs] for q, hs in hits.items()}
+        return evaluate_all(qrels, run_from_ranking(ranked), self.cfg.metrics, per_query=per_query)
 
     def qrels_for(self, idx: MixIndex) -> dict:
         """The qrels of this run's queries, limited to the documents the index holds; none at all
@@ -120,6 +119,42 @@ class ModelRun:
                 f"({len(self.queries)} queries, {len(self.bench.qrels)} in the qrels): nothing to score"
             )
         return qrels
+
+
+class Ranking(Mapping[str, list[Hit]]):
+    """``{query id: [Hit, ...]}`` of a ranking, each list made when first read (the case study reads
+    a few); ``ids()`` gives every query's ids straight from the engine's results, for scoring."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+        # query id -> (row, its results, or text then media results for a pushdown)
+        self._at: dict[str, tuple[int, tuple[SearchResults, ...]]] = {}
+
+    def add(self, ids: list[str], *results: SearchResults) -> None:
+        """Query ``ids[i]`` is row ``i`` of ``results`` (of each, in turn, for a pushdown)."""
+        self._at.update((q, (row, results)) for row, q in enumerate(ids))
+
+    def __getitem__(self, q: str) -> list[Hit]:
+        row, results = self._at[q]
+        return [h for r in results for h in r[row]][: self.depth]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def ids(self) -> dict[str, list[str]]:
+        """``{query id: [document ids, best first]}``, no ``Hit`` made."""
+        cols: dict[int, list[list[str]]] = {}  # each SearchResults' ids read once, not once per query
+        out = {}
+        for q, (row, results) in self._at.items():
+            for r in results:
+                if id(r) not in cols:
+                    cols[id(r)] = r.ids()
+            lists = [cols[id(r)][row] for r in results]
+            out[q] = (lists[0] if len(lists) == 1 else [d for x in lists for d in x])[: self.depth]
+        return out
 
 
 def run_benchmark(

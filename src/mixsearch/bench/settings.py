@@ -3,7 +3,7 @@ corpus, index it through the engine, rank plain and calibrated through calibrati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from .plan import screens_dir
 from .render import render_to_file
 
 if TYPE_CHECKING:
-    from .runner import ModelRun
+    from .runner import ModelRun, Ranking
 
 
 #: What setting 1 can replace a text document by: its image, audio clip or video (as the
@@ -53,15 +53,22 @@ def _case_hits(hits: list, qrels: dict, n: int = 5) -> list[dict]:
     ]
 
 
-def _pick_cases(cfg: BenchConfig, plain: dict, cal: dict, qrels: dict) -> list[str]:
+def _pick_cases(cfg: BenchConfig, plain: Mapping, cal: Mapping, qrels: dict) -> list[str]:
     if cfg.case_queries:
         return [q for q in cfg.case_queries if q in plain]
     judged = sorted((q for q in qrels if q in plain), key=lambda q: unit(cfg.seed, "case", q))
-    differ = [q for q in judged if [h.id for h in plain[q][:1]] != [h.id for h in cal.get(q, [])[:1]]]
+    first, first_cal = _top_ids(plain), _top_ids(cal)  # ids only: no Hit made for the queries not shown
+    differ = [q for q in judged if first.get(q, [])[:1] != first_cal.get(q, [])[:1]]
     return (differ + [q for q in judged if q not in differ])[: cfg.n_cases]
 
 
-def _cases(engine: ModelRun, label: str, plain: dict, cal: dict, qrels: dict) -> dict:
+def _top_ids(ranked) -> dict[str, list[str]]:
+    if hasattr(ranked, "ids"):
+        return ranked.ids()
+    return {q: [h.id for h in hits] for q, hits in ranked.items()}
+
+
+def _cases(engine: ModelRun, label: str, plain: Mapping, cal: Mapping, qrels: dict) -> dict:
     chosen = _pick_cases(engine.cfg, plain, cal, qrels)
     queries = []
     for q in chosen:
@@ -100,7 +107,7 @@ def variants(cfg: BenchConfig, cal: Calibrator, alpha: float) -> list[tuple[str,
     return out
 
 
-def _ranked(engine: ModelRun, idx, c: Calibrator, alpha: float, pushdown: bool = False) -> tuple[dict | None, str]:
+def _ranked(engine: ModelRun, idx, c: Calibrator, alpha: float, pushdown: bool = False) -> tuple[Ranking | None, str]:
     """``engine.rank``, or None with why when the method cannot apply to this corpus (and a note
     when it applies but cannot change anything)."""
     try:
@@ -112,7 +119,7 @@ def _ranked(engine: ModelRun, idx, c: Calibrator, alpha: float, pushdown: bool =
     return hits, ""
 
 
-def _row(engine: ModelRun, hits: dict | None, note: str, qrels: dict, **fields) -> dict:
+def _row(engine: ModelRun, hits: Ranking | None, note: str, qrels: dict, **fields) -> dict:
     row = {**fields, "queries": len(qrels), "metrics": None if hits is None else engine.score(hits, qrels)}
     return {**row, "note": note} if note else row
 
@@ -147,7 +154,7 @@ def setting1(engine: ModelRun, cal: Calibrator):
         idx = engine.index(docs, "setting1")
         qrels = engine.qrels_for(idx)
         counts = corpus_counts(docs)
-        results: dict[str, dict] = {}
+        results: dict[str, Mapping] = {}
         for variant, method, c in variants(cfg, cal, cfg.alpha):
             hits, note = _ranked(engine, idx, c, cfg.alpha)
             results[variant] = hits or {}
@@ -174,7 +181,7 @@ def setting2(engine: ModelRun, cal: Calibrator):
     rows, case = [], None
     case_alpha = _nearest(cfg.alpha_grid, cfg.alpha)
     for alpha in cfg.alpha_grid:
-        results: dict[str, dict] = {}
+        results: dict[str, Mapping] = {}
         for variant, method, c in variants(cfg, cal, alpha):
             hits, note = _ranked(engine, idx, c, alpha)
             results[variant] = hits or {}
@@ -194,7 +201,8 @@ def setting3(engine: ModelRun, cal: Calibrator):
     kept = set(idx.ids)
     qrels = engine.qrels_for(idx)
     counts = corpus_counts([d for d in docs if d.id in kept])
-    rows, results = [], {}
+    rows: list[dict] = []
+    results: dict[str, Mapping] = {}
     for variant, method, c in variants(cfg, cal, cfg.alpha):
         hits, note = _ranked(engine, idx, c, cfg.alpha)
         results[variant] = hits or {}

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, overload
 
@@ -44,13 +45,31 @@ MediaQuery = Any
 
 
 class SearchResults(Sequence[list[Hit]]):
-    """The hit lists of a batch of queries, in query order (``results[i]`` is query ``i``'s)."""
+    """The hit lists of a batch of queries, in query order (``results[i]`` is query ``i``'s).
+
+    A query's ``Hit`` objects are made when its list is first read: ``ids()`` (all that scoring a
+    ranking needs) reads the ids alone, so a benchmark's millions of hits cost no objects."""
 
     def __init__(self, hits: list[list[Hit]]):
-        self.hits = hits
+        self._lists: list[list[Hit] | None] = list(hits)
+        self._ids: list[list[str]] | None = None
+        self._scores: np.ndarray | None = None
+        self._make: Any = None
+
+    @classmethod
+    def _deferred(cls, ids: list[list[str]], scores: np.ndarray, make: Any) -> SearchResults:
+        """Results whose query ``i`` becomes ``make(ids[i], scores[i])`` on first read."""
+        out = cls([])
+        out._lists, out._ids, out._scores, out._make = [None] * len(ids), ids, scores, make
+        return out
+
+    @property
+    def hits(self) -> list[list[Hit]]:
+        """Every query's hit list (all made now)."""
+        return [self[i] for i in range(len(self))]
 
     def __len__(self) -> int:
-        return len(self.hits)
+        return len(self._lists)
 
     @overload
     def __getitem__(self, i: int) -> list[Hit]: ...
@@ -59,21 +78,30 @@ class SearchResults(Sequence[list[Hit]]):
     def __getitem__(self, i: slice) -> list[list[Hit]]: ...
 
     def __getitem__(self, i):
-        return self.hits[i]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        got = self._lists[i]
+        if got is None:  # two threads may both build it: the same list, either kept
+            assert self._ids is not None and self._scores is not None
+            got = self._lists[i] = self._make(self._ids[i], self._scores[i])
+        return got
 
     def __iter__(self) -> Iterator[list[Hit]]:
-        return iter(self.hits)
+        return (self[i] for i in range(len(self)))
 
     def ids(self) -> list[list[str]]:
         """The document ids of each query's hits, best first."""
+        if self._ids is not None:
+            return [list(ids) for ids in self._ids]
         return [[h.id for h in hits] for hits in self.hits]
 
     def to_dicts(self) -> list[list[dict]]:
         """Every hit as a JSON-ready dict, per query."""
-        return [[h.to_dict() for h in hits] for hits in self.hits]
+        return [[h.to_dict() for h in hits] for hits in self]
 
     def __repr__(self) -> str:
-        return f"SearchResults({len(self)} queries, {sum(map(len, self.hits))} hits)"
+        n = sum(map(len, self._ids)) if self._ids is not None else sum(map(len, self.hits))
+        return f"SearchResults({len(self)} queries, {n} hits)"
 
 
 class MixIndex:
@@ -381,11 +409,23 @@ class MixIndex:
             found = self._search_per_modality(vectors, k, filter_)
         else:
             found = self.index.search(vectors, k, filter_)
-        hits = [
-            [self._hit(rank, doc_id, float(score)) for rank, (doc_id, score) in enumerate(zip(ids, scores), 1)]
-            for ids, scores in zip(found.ids, found.scores)
-        ]
-        return SearchResults(hits if self.calibrator.relevance_ is None else [self._judge(h, cut) for h in hits])
+        # the documents as searched: hits made later (deferred) still show them after an add or delete
+        make = partial(self._hits, self._rows, self.documents, self.metadata_fields)
+        if self.calibrator.relevance_ is None:
+            return SearchResults._deferred(found.ids, found.scores, make)
+        return SearchResults([self._judge(make(ids, scores), cut) for ids, scores in zip(found.ids, found.scores)])
+
+    @staticmethod
+    def _hits(rows: Mapping[str, int], d: Mapping, fields: list[str], ids: Sequence[str], scores) -> list[Hit]:
+        out = []
+        for rank, (doc_id, score) in enumerate(zip(ids, scores), 1):
+            row = rows[doc_id]
+            metadata = {f: d[f][row] for f in fields if d[f][row] is not None}
+            image, audio, video = (d[m][row] for m in MEDIA)
+            out.append(
+                Hit(rank, doc_id, float(score), d["modality"][row], d["text"][row], image, audio, video, metadata)
+            )
+        return out
 
     def _embed(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
         """Raw (uncalibrated) embeddings of queries that all have the same parts: one batch per part."""
@@ -446,12 +486,6 @@ class MixIndex:
             ids.append(top)
             scores[q, : len(top)] = fixed
         return Neighbours(scores, ids)
-
-    def _hit(self, rank: int, doc_id: str, score: float) -> Hit:
-        row, d = self._rows[doc_id], self.documents
-        metadata = {f: d[f][row] for f in self.metadata_fields if d[f][row] is not None}
-        image, audio, video = (d[m][row] for m in MEDIA)
-        return Hit(rank, doc_id, score, d["modality"][row], d["text"][row], image, audio, video, metadata)
 
     def fields(self) -> dict[str, str]:
         """The fields a ``where`` condition may name, with their SQL types (``modality`` and

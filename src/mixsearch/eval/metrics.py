@@ -23,8 +23,10 @@ Two NDCG variants, never mixed up:
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -108,7 +110,8 @@ def _top_k_table(qrels: Qrels, run: Run, queries: Sequence[str], k: int):
     scores = np.zeros((len(queries), k))
     valid = np.zeros((len(queries), k), dtype=bool)
     for i, q in enumerate(queries):
-        ranked = sorted((run.get(q) or {}).items(), key=lambda kv: -kv[1])[:k]
+        # = sorted(..., reverse=True)[:k], stable on ties, without sorting past k
+        ranked = heapq.nlargest(k, (run.get(q) or {}).items(), key=itemgetter(1))
         if ranked:
             rel, m = qrels[q], len(ranked)
             gains[i, :m] = [float(rel.get(d, 0)) for d, _ in ranked]
