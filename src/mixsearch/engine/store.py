@@ -674,7 +674,7 @@ def ids_checksum(ids: Any) -> str:
     digest = hashlib.sha256(b"[")
     for i, chunk in enumerate(chunks):
         data = _quoted(chunk)
-        digest.update(data[:-2] if i == len(chunks) - 1 else data)  # no ", " after the last id
+        digest.update((data[:-2] if i == len(chunks) - 1 else data).data)  # no ", " after the last id
     digest.update(b"]")
     return digest.hexdigest()
 
