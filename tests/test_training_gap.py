@@ -89,6 +89,7 @@ def test_cache_train_top_random_image_and_text_from(tmp_path):
     import numpy as np
     from conftest import sentence, write_image
 
+    from mixsearch.errors import UsageError
     from mixsearch.training.gap import cache
 
     rng = np.random.default_rng(0)
@@ -117,5 +118,5 @@ def test_cache_train_top_random_image_and_text_from(tmp_path):
     )
     assert torch.equal(pretrained["train_text"], random["train_text"])
     assert pretrained["random_image"] is None and not torch.equal(pretrained["dev_image"], random["dev_image"])
-    with pytest.raises(ValueError, match="layout"):
+    with pytest.raises(UsageError, match="layout"):
         cache(tmp_path, tmp_path / "x.pt", text_from=tmp_path / "r.pt")  # CLS-only cache from a full one

@@ -16,6 +16,11 @@ checkpoint on first use. Run (features of the trunks are cached once, each varia
 
     python -m mixsearch.training.gap cache --data ../shared/data/flickr8k --cache /tmp/gap-cache.pt
     python -m mixsearch.training.gap train --cache /tmp/gap-cache.pt --temperature 0.01 --out runs/gap
+
+The variants of the model card's study: ``train --linear`` (fresh projections only), ``train
+--temperature 0`` (learned), ``cache --train-top`` (stops below the last BERT layer and EfficientNet
+block, which ``train`` then trains too, as mixclip-flickr8k's recipe does) and ``cache --random-image
+SEED`` (a random frozen image trunk; ``--text-from`` reuses another cache's text features).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..config import MODELS_DIR
+from ..errors import UsageError
 from . import train as base_recipe
 from .train import MAX_TEXT_TOKENS, load_split
 
@@ -193,7 +199,7 @@ def cache(
     if text_from:
         old = torch.load(text_from, weights_only=True)
         if old.get("text_layers", 0) != layers or len(old["dev_text"]) != len(dev_rows):
-            raise ValueError(f"{text_from}: text features of another cache layout or split")
+            raise UsageError(f"{text_from}: text features of another cache layout or split")
         blob.update({k: old[k] for k in TEXT_KEYS if k in old})
     else:
         captions = [c for row in train_rows for c in row["captions"]]
@@ -480,7 +486,7 @@ def train(cache_file: str | Path, out: str | Path | None = None, *, base: str | 
     start = time.time()
     blob = torch.load(cache_file, weights_only=True)
     if blob.get("random_image") is not None and out:
-        raise ValueError("a random image trunk is not the base's: its variant cannot be saved as a bundle")
+        raise UsageError("a random image trunk is not the base's: its variant cannot be saved as a bundle")
     model, _ = load_base(base)
     history = fit(model, blob, **options)
     layout = {k: blob.get(k, 0) for k in ("text_layers", "image_blocks")} | {"random_image": blob.get("random_image")}
