@@ -127,6 +127,21 @@ def lite0_state_dict(vision_model: EfficientNetModel) -> dict[str, torch.Tensor]
     return out
 
 
+def randomise_image_tower(vision: EfficientNetModel) -> None:
+    """Random Lite0 weights in place (the global torch seed decides them).
+
+    He (fan-in) init: EfficientNet's own init (BatchNorm weights ~ N(0, 0.02)) makes the activations
+    vanish in eval mode, so the tower would output a constant and learn nothing."""
+    for module in vision.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_parameters()
+            module.reset_running_stats()
+        elif isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    for block in vision.encoder.blocks:
+        block.squeeze_excite.load_state_dict(identity_gate(block.squeeze_excite))
+
+
 def build_model(
     image_init: str = "efficientnet-lite0",
     text_model: str | None = None,
@@ -145,15 +160,7 @@ def build_model(
     if image_init == "efficientnet-lite0":
         vision.load_state_dict(lite0_state_dict(vision), strict=True)
     elif image_init == "random":
-        # He (fan-in) init: EfficientNet's own init (BatchNorm weights ~ N(0, 0.02)) makes the
-        # activations vanish in eval mode, so the tower would output a constant and learn nothing.
-        for module in vision.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.reset_parameters()
-            elif isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-        for block in vision.encoder.blocks:
-            block.squeeze_excite.load_state_dict(identity_gate(block.squeeze_excite))
+        randomise_image_tower(vision)
     else:
         raise UsageError(f"unknown --image-init {image_init!r}")
     image_processor = CLIPImageProcessor(
