@@ -118,7 +118,11 @@ def exact_rows(args, work: Path) -> list[dict]:
     index = ExactIndex(docs, ids)
     torch_index = ExactIndex(docs, ids)
     torch_index.kernels = {"single": "torch", "batch": "torch"}
-    half = ExactIndex(docs, ids, dtype="float16")
+    numpy_index = ExactIndex(docs, ids)
+    numpy_index.kernels = {"single": "numpy", "batch": "numpy"}
+    half = ExactIndex(docs, ids, dtype="float16")  # batch kernel "auto": measured on its first chunks
+    half_numpy = ExactIndex(docs, ids, dtype="float16")
+    half_numpy.kernels = {"single": "numpy", "batch": "numpy"}
     in_memory = np.asarray(docs)
 
     def numpy_top(q):
@@ -159,16 +163,21 @@ def exact_rows(args, work: Path) -> list[dict]:
         )
     ]
     loads = [load()]
+    # the first (warm) call of each path is where the "auto" indexes measure their batch kernel
     batch = interleaved(
         {
             "fp16": lambda: half.search_rows(queries, 10),
             "fp32": lambda: index.search_rows(queries, 10),
+            "fp32_numpy_kernel": lambda: numpy_index.search_rows(queries, 10),
             "fp32_torch_kernel": lambda: torch_index.search_rows(queries, 10),
+            "fp16_numpy_kernel": lambda: half_numpy.search_rows(queries, 10),
         },
         max(3, args.repeats // 2),
     )
     loads.append(load())
     h, f = ms(batch["fp16"]), ms(batch["fp32"])
+    f_np, f_t, h_np = ms(batch["fp32_numpy_kernel"]), ms(batch["fp32_torch_kernel"]), ms(batch["fp16_numpy_kernel"])
+    same_rows = bool(np.array_equal(numpy_index.search_rows(queries, 10)[1], torch_index.search_rows(queries, 10)[1]))
     truth16 = index.search_rows(queries, 10)[1]
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(half.search_rows(queries, 10)[1], truth16)]))
     rows.append(
@@ -180,8 +189,11 @@ def exact_rows(args, work: Path) -> list[dict]:
             round(h / f, 2),
             h <= f * 1.05,  # within noise on a shared machine
             loads,
-            f"batch kernel {index.kernel(100)}; fp16 {half.kernel(100)['convert']}; torch mm kernel (fp32) "
-            f"{ms(batch['fp32_torch_kernel']):.0f} ms; fp16 recall@10 vs fp32 {recall:.4f}",
+            f"batch kernel picked: fp32 {index.kernel(100)['scores']} ({index.kernel(100)['chosen']}), "
+            f"fp16 {half.kernel(100)['scores']} ({half.kernel(100)['chosen']}); pinned: fp32 numpy {f_np:.0f} ms, "
+            f"fp32 torch {f_t:.0f} ms, fp16 numpy {h_np:.0f} ms; fp16 (picked) / fp32 numpy {h / f_np:.2f}; "
+            f"fp16 {half.kernel(100)['convert']}; top-10 rows numpy = torch kernel: {same_rows}; "
+            f"fp16 recall@10 vs fp32 {recall:.4f}",
             times_ms={k: [round(x * 1e3, 1) for x in v] for k, v in batch.items()},
         )
     )
@@ -515,15 +527,16 @@ def to_markdown(r: dict) -> str:
 
 NOTES = (
     "Notes. Ratio is mixsearch over the peer or floor (for the cold query: over the 1.5 s goal; for add: the share "
-    "of the build). Exact search scores with numpy's BLAS (sgemv for one query, sgemm for batches) and picks each "
+    "of the build). Exact search scores one query with numpy's BLAS sgemv, batches with numpy's sgemm or torch's mm, "
+    "whichever the process measured faster on its first chunks (`KernelProbe`, 3 chunks each, A,B,A,B), and picks each "
     "chunk's top k with numpy's argpartition (one query) or torch's top-k (batches). float16 batches: each chunk "
     "(27k rows at 512-d, 100 queries) is converted to float32 by torch into one reused buffer, then scored as "
     "float32; this CPU has no float16 arithmetic, so the conversion is an extra pass over the rows (~0.5x the "
     "GEMM here), and converting in cache-sized blocks instead (2-8k rows) measured 1.8-8x float32 on these "
     "shared cores (many small multi-threaded calls stall when other jobs hold the cores). One float16 query "
     "stays in half precision (it reads half the bytes), its 4k candidates rescored in float32. The "
-    "torch-kernel columns are the same index with `index.kernels` set to torch: the measurement behind "
-    "`KERNELS`. Smaller sizes than the issue's are named in their rows."
+    "pinned-kernel columns are the same index with `index.kernels` set to numpy or torch. Smaller sizes than "
+    "the issue's are named in their rows."
 )
 
 

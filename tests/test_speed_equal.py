@@ -80,14 +80,109 @@ def test_float16_scores_are_float32_products_of_the_stored_rows():
 def test_kernels_are_named_per_shape():
     eye = np.eye(4, dtype=np.float32)
     index = ExactIndex(eye, list("abcd"))
-    assert index.kernel(1) == {"scores": "numpy", "top_k": "numpy argpartition"}
-    assert index.kernel(100) == {"scores": "numpy", "top_k": "torch topk"}
+    assert index.kernel(1)["scores"] == "numpy" and index.kernel(1)["top_k"] == "numpy argpartition"
+    assert index.kernel(100)["scores"] in ("auto", "numpy", "torch") and index.kernel(100)["top_k"] == "torch topk"
     half = ExactIndex(eye, list("abcd"), dtype="float16")
     assert half.kernel(1)["scores"].startswith("torch half precision")
     assert half.kernel(100)["convert"].startswith("torch")
     index.kernels = {"single": "blas?", "batch": "numpy"}
     with pytest.raises(Exception, match="kernel"):
         index.search_rows(eye[:1], 2)
+
+
+def _spied_products(monkeypatch) -> list[str]:
+    """The kernel of every chunk scored from now on, in order (the last one also in ``used[-1]``)."""
+    used: list[str] = []
+    real = exact_module._product
+
+    def product(kernel):
+        inner = real(kernel)
+
+        def spy(queries, rows, out):
+            used.append(kernel)
+            inner(queries, rows, out)
+
+        return spy
+
+    monkeypatch.setattr(exact_module, "_product", product)
+    return used
+
+
+def test_the_probe_alternates_then_keeps_the_faster_kernel(monkeypatch):
+    """Batch kernel "auto": the first chunks are scored by numpy and torch in turn, each timed, and
+    the faster one (here torch, by a clock on which every numpy chunk is slow) scores all the rest,
+    in this search and the next; the results are those of a pinned kernel."""
+    exact_module.forget_probes()
+    monkeypatch.setattr(exact_module, "SCORE_BUDGET", 4 * 500 * 7)  # 500-row chunks: 12 of them
+    rng = np.random.default_rng(5)
+    vectors, queries = _unit(rng, 6000, 16), _unit(rng, 7, 16)
+    index = ExactIndex(vectors, [str(i) for i in range(6000)])
+    assert index.kernels["batch"] == "auto"
+    pinned = ExactIndex(vectors, [str(i) for i in range(6000)])
+    pinned.kernels = {"single": "numpy", "batch": "numpy"}
+    expected = pinned.search_rows(queries, 10)
+
+    used = _spied_products(monkeypatch)
+    ticks = [0, 0]  # the clock, and how many chunks it has seen scored
+
+    def fake_clock():  # a numpy chunk "takes" 100 ticks, a torch one 1
+        if len(used) > ticks[1]:
+            ticks[0] += 100 if used[-1] == "numpy" else 1
+            ticks[1] = len(used)
+        return ticks[0]
+
+    monkeypatch.setattr(exact_module, "_clock", fake_clock)
+    scores, rows = index.search_rows(queries, 10)
+    probes = 2 * exact_module.PROBE_CHUNKS
+    assert used[:probes] == ["numpy", "torch"] * exact_module.PROBE_CHUNKS
+    assert len(used) == 12 and set(used[probes:]) == {"torch"}
+    assert index.kernel(7)["scores"] == "torch" and "measured" in index.kernel(7)["chosen"]
+    np.testing.assert_array_equal(rows, expected[1])
+    np.testing.assert_allclose(scores, expected[0], atol=1e-5)
+    used.clear()
+    index.search_rows(queries, 10)
+    assert used == ["torch"] * 12
+    exact_module.forget_probes()
+
+
+def test_pinned_kernels_are_never_probed(monkeypatch):
+    exact_module.forget_probes()
+    rng = np.random.default_rng(6)
+    vectors, queries = _unit(rng, 3000, 16), _unit(rng, 5, 16)
+    used = _spied_products(monkeypatch)
+    index = ExactIndex(vectors, [str(i) for i in range(3000)])
+    index.kernels = {"single": "numpy", "batch": "torch"}
+    index.search_rows(queries, 10)
+    assert set(used) == {"torch"} and index.kernel(5)["chosen"].startswith("set")
+    used.clear()
+    monkeypatch.setenv(exact_module.KERNEL_ENV, "numpy")  # pinned for the process
+    from_env = ExactIndex(vectors, [str(i) for i in range(3000)])
+    assert from_env.kernels == {"single": "numpy", "batch": "numpy"}
+    from_env.search_rows(queries, 10)
+    assert set(used) == {"numpy"}
+    monkeypatch.setenv(exact_module.KERNEL_ENV, "batch=torch, single=numpy")
+    assert exact_module.default_kernels() == {"single": "numpy", "batch": "torch"}
+    monkeypatch.setenv(exact_module.KERNEL_ENV, "blas")
+    with pytest.raises(Exception, match=exact_module.KERNEL_ENV):
+        ExactIndex(vectors, [str(i) for i in range(3000)])
+    assert not exact_module._PROBES  # nothing measured: every search was pinned
+
+
+def test_a_single_query_probe_never_imports_torch():
+    """Single-query kernel "auto" in a fresh process without torch: numpy, chosen without a probe."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from mixsearch.index import exact\n"
+        "i = exact.ExactIndex(np.eye(8, dtype=np.float32), list('abcdefgh'))\n"
+        "i.kernels = {'single': 'auto', 'batch': 'auto'}\n"
+        "i.search_rows(np.eye(8, dtype=np.float32)[:1], 3)\n"
+        "print(i.kernel(1)['scores'], 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["numpy", "False"]
 
 
 def old_paper_ndcg(qrels, run, k):

@@ -2,10 +2,11 @@
 
 Scores are computed in chunks, so memory stays bounded however many documents there are, with
 a running top-k; the product is the kernel measured fastest for the shape (``KERNELS``: numpy's
-matrix-vector product for one query, which needs no torch at all). Vectors may be memory-mapped
-from disk, in several parts (one per build or add), stored as float32 or float16 (index option
-``dtype``; scores are computed in float32 either way, float16 converted a chunk at a time). Deleted rows stay in
-their part, masked, until the engine compacts the index.
+matrix-vector product for one query, which needs no torch at all; for batches, whichever of numpy
+and torch this machine scores chunks faster with, measured on the first chunks a process searches).
+Vectors may be memory-mapped from disk, in several parts (one per build or add), stored as float32
+or float16 (index option ``dtype``; scores are computed in float32 either way, float16 converted a
+chunk at a time). Deleted rows stay in their part, masked, until the engine compacts the index.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -40,13 +44,107 @@ def chunk_rows(n_queries: int, dim: int, copies_rows: bool = False) -> int:
     return max(256, SCORE_BUDGET // (4 * (n_queries + (dim if copies_rows else 0))))
 
 
-#: The matrix product that scores a chunk, per shape, chosen by measurement (benchmarks/bench_issue19.py,
-#: results in benchmarks/results/issue19.md): for one query numpy's matrix-vector product (BLAS sgemv)
-#: streams the rows at ~the memory bandwidth where torch's took 1.9x as long; for 100-query batches
-#: numpy's sgemm also measured faster than torch's mm on the 2-core EPYC. Either may be set per index
-#: (``index.kernels = {"single": "torch", "batch": "torch"}``); results are the same.
-KERNELS: dict[str, str] = {"single": "numpy", "batch": "numpy"}
+#: The matrix product that scores a chunk, per shape: "numpy", "torch", or "auto" (measured, see
+#: ``KernelProbe``). One query: numpy's matrix-vector product (BLAS sgemv) streams the rows at ~the
+#: memory bandwidth where torch's took 1.5-1.9x as long, on both CPUs measured (AMD EPYC, Intel Xeon;
+#: benchmarks/results/issue19.md), and it needs no torch import. Batches: the faster one differs by
+#: machine (numpy's sgemm 1.07x faster on the EPYC, torch's mm 1.55x faster on the Xeon), so it is
+#: measured. Set per index (``index.kernels = {"single": "numpy", "batch": "torch"}``) or per process
+#: (``$MIXSEARCH_EXACT_KERNEL``, see ``default_kernels``); results are the same.
+KERNELS: dict[str, str] = {"single": "numpy", "batch": "auto"}
 SCORERS = ("numpy", "torch")
+KERNEL_ENV = "MIXSEARCH_EXACT_KERNEL"
+#: Chunks each kernel scores, alternately, before the faster (best chunk, per row) is kept.
+PROBE_CHUNKS = 3
+
+
+def default_kernels() -> dict[str, str]:
+    """``KERNELS``, overridden by ``$MIXSEARCH_EXACT_KERNEL``: one name for batches (``torch``,
+    ``numpy`` or ``auto``), or per shape, ``batch=torch,single=numpy``."""
+    kernels = dict(KERNELS)
+    value = os.environ.get(KERNEL_ENV, "").strip()
+    if not value:
+        return kernels
+    for item in value.split(","):
+        shape, _, name = item.rpartition("=")
+        shape, name = shape.strip() or "batch", name.strip()
+        if shape not in kernels or name not in (*SCORERS, "auto"):
+            raise UsageError(
+                f"${KERNEL_ENV} must be numpy, torch or auto, or e.g. batch=torch,single=numpy; got {value!r}"
+            )
+        kernels[shape] = name
+    return kernels
+
+
+class KernelProbe:
+    """Which kernel scores one class of chunks fastest on this machine, measured on the search's own
+    chunks: the first ones of the class are scored by each candidate in turn (A, B, A, B, ...), timed
+    with their top-k (the product alone misleads: numpy's sgemm measured 1.45x faster than torch's mm
+    over an 8k-row chunk here, but 1.35x slower over the real 168k-row chunks followed by torch's
+    top-k), and after ``PROBE_CHUNKS`` each the one with the fastest chunk per row is kept. The probe
+    costs no extra scoring, only the slower kernel's time on a few chunks."""
+
+    def __init__(self, candidates: Sequence[str]):
+        self.seconds: dict[str, list[float]] = {c: [] for c in candidates}
+        self.choice: str | None = candidates[0] if len(candidates) == 1 else None
+
+    def next(self) -> str:
+        """The kernel for the next chunk: the choice once made, else the least-timed candidate."""
+        if self.choice is not None:
+            return self.choice
+        return min(self.seconds, key=lambda c: len(self.seconds[c]))
+
+    def record(self, kernel: str, seconds_per_row: float) -> None:
+        """One chunk scored by ``kernel`` (with its top-k) took ``seconds_per_row`` per row."""
+        with _PROBE_LOCK:
+            if self.choice is not None:
+                return
+            self.seconds[kernel].append(seconds_per_row)
+            if all(len(v) >= PROBE_CHUNKS for v in self.seconds.values()):
+                self.choice = min(self.seconds, key=lambda c: min(self.seconds[c]))
+
+    def describe(self) -> str:
+        """What was measured, for ``ExactIndex.kernel`` and the benchmark's notes."""
+        per_100k = ", ".join(f"{c} {min(v) * 1e8:.1f} ms" for c, v in self.seconds.items() if v)
+        if len(self.seconds) == 1:
+            return "only candidate (torch not loaded)"
+        if self.choice is None:
+            return f"measuring ({per_100k or 'no chunk yet'} per 100k rows so far)"
+        return f"measured here, fastest of {PROBE_CHUNKS} chunks each: {per_100k} per 100k rows"
+
+
+#: Probes of this process, per class of chunk: (shape, queries, dim, float16, rows), the counts
+#: rounded to powers of two.
+_PROBES: dict[tuple, KernelProbe] = {}
+_PROBE_LOCK = threading.Lock()
+_clock = time.perf_counter  # a name of its own, so a test can time chunks by a fake clock
+
+
+def probe_for(shape: str, n_queries: int, dim: int, half: bool, rows: int) -> KernelProbe:
+    """This process's probe for chunks of ``rows`` rows scored against ``n_queries`` queries."""
+    key = (shape, n_queries.bit_length(), dim, half, rows.bit_length())
+    with _PROBE_LOCK:
+        probe = _PROBES.get(key)
+        if probe is None:
+            # torch only where it is loaded already (batches' top-k imports it anyway): a single
+            # query must never import torch (tests/test_query_path.py)
+            torch_ok = shape == "batch" or "torch" in sys.modules
+            probe = _PROBES[key] = KernelProbe(SCORERS if torch_ok and _has_torch() else ("numpy",))
+        return probe
+
+
+def forget_probes() -> None:
+    """Drop this process's measurements (the next chunks are probed again)."""
+    with _PROBE_LOCK:
+        _PROBES.clear()
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return "torch" in sys.modules or importlib.util.find_spec("torch") is not None
+
+
 #: How each chunk's top k is picked: one query, numpy's argpartition (no torch import at all);
 #: batches, torch's top-k (~2x numpy's argpartition over a (100, rows) block, and no negated copy).
 TOP_K = {"single": "numpy argpartition", "batch": "torch topk"}
@@ -93,15 +191,16 @@ def _tensor(array: np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _scorer(queries: np.ndarray, kernel: str, half: bool, rows: int):
-    """``score(block) -> (n_queries, len(block))`` float32 scores of a chunk of at most ``rows``
-    stored rows (a fresh, writable array). float16 chunks are first converted, whole, into one
-    float32 buffer reused for every chunk: one conversion and one product per chunk, as few
+def _scorer(queries: np.ndarray, half: bool, rows: int):
+    """``score(block, kernel) -> (n_queries, len(block))`` float32 scores of a chunk of at most
+    ``rows`` stored rows (a fresh, writable array). float16 chunks are first converted, whole, into
+    one float32 buffer reused for every chunk: one conversion and one product per chunk, as few
     multi-threaded calls as the float32 path (many small ones stall when the cores are shared)."""
-    product = _product(kernel)
+    products: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = {}
     buffer = np.empty((rows, queries.shape[1]), dtype=np.float32) if half else None
 
-    def score(block: np.ndarray) -> np.ndarray:
+    def score(block: np.ndarray, kernel: str) -> np.ndarray:
+        product = products.get(kernel) or products.setdefault(kernel, _product(kernel))
         out = np.empty((len(queries), len(block)), dtype=np.float32)
         if buffer is None:
             product(queries, np.ascontiguousarray(block), out)
@@ -212,8 +311,8 @@ class ExactIndex:
         self._table = checked_table(fields or {}, len(self._ids), self.where)
         self._deleted: np.ndarray | None = None
         self._id_column = None  # the ids as Arrow, built on the first delete (lookups by id are vectorised)
-        #: The scoring product per shape ("single" query, "batch"): "numpy" or "torch" (see ``KERNELS``).
-        self.kernels = dict(KERNELS)
+        #: The scoring product per shape ("single" query, "batch"): "numpy", "torch" or "auto" (see ``KERNELS``).
+        self.kernels = default_kernels()
         self._forget()
 
     def snapshot(self) -> ExactIndex:
@@ -391,16 +490,29 @@ class ExactIndex:
         return scores, np.where(rows >= 0, np.searchsorted(live, rows), -1)
 
     def kernel(self, n_queries: int) -> dict[str, str]:
-        """The kernels a search of ``n_queries`` queries uses: ``{"scores": ..., "top_k": ...,
-        "convert": ...}`` (``convert`` only for float16 storage), as chosen in ``KERNELS``."""
+        """The kernels a search of ``n_queries`` queries uses: ``{"scores": ..., "chosen": ...,
+        "top_k": ..., "convert": ...}`` (``convert`` only for float16 storage); ``chosen`` says
+        whether the product was pinned or measured (``KernelProbe``, for full-size chunks)."""
         shape = "single" if n_queries == 1 else "batch"
         if self._dtype == np.float16 and shape == "single":
             return {"scores": "torch half precision, candidates rescored in float32", "top_k": "torch topk"}
-        chosen = {"scores": self.kernels[shape], "top_k": TOP_K[shape]}
-        if self._dtype == np.float16:
-            rows = min(HALF_ROWS, chunk_rows(n_queries, self.dim, True))
+        half = self._dtype == np.float16
+        rows = self._chunk_rows(n_queries)
+        kernel = self.kernels[shape]
+        if kernel == "auto":
+            probe = probe_for(shape, n_queries, self.dim, half, min(rows, len(self._ids)))
+            chosen = {"scores": probe.choice or "auto", "chosen": probe.describe()}
+        else:
+            chosen = {"scores": kernel, "chosen": f"set (KERNELS, index.kernels or ${KERNEL_ENV})"}
+        chosen["top_k"] = TOP_K[shape]
+        if half:
             chosen["convert"] = f"torch, {rows} rows at a time into a float32 buffer"
         return chosen
+
+    def _chunk_rows(self, n_queries: int) -> int:
+        half = self._dtype == np.float16
+        rows = chunk_rows(n_queries, self.dim, copies_rows=half)
+        return min(rows, HALF_ROWS) if half else rows
 
     def _search_all(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
         """``search_rows`` over every stored row (deleted ones too, unless ``allowed`` masks them)."""
@@ -418,19 +530,27 @@ class ExactIndex:
         half = self._dtype == np.float16
         if half and q == 1:
             return self._search_half_single(queries, k, allowed)
-        rows = chunk_rows(q, self.dim, copies_rows=half)
-        if half:
-            rows = min(rows, HALF_ROWS)
-        score = _scorer(queries, self.kernels["single" if q == 1 else "batch"], half, rows)
+        rows = self._chunk_rows(q)
+        shape = "single" if q == 1 else "batch"
+        pinned = self.kernels[shape]
+        if pinned not in (*SCORERS, "auto"):
+            raise UsageError(f"exact scoring kernel must be one of {', '.join(SCORERS)} or auto, got {pinned!r}")
+        score = _scorer(queries, half, rows)
         found_scores, found_rows = [], []
         offset = 0
         for part in self._parts:
             for start in range(0, len(part.vectors), rows):
-                scores = score(part.vectors[start : start + rows])
+                block = part.vectors[start : start + rows]
+                probe = None if pinned != "auto" else probe_for(shape, q, self.dim, half, len(block))
+                kernel = pinned if probe is None else probe.next()
+                began = _clock()
+                scores = score(block, kernel)
                 first = offset + start
                 if allowed is not None:
                     scores[:, ~allowed[first : first + scores.shape[1]]] = -np.inf
                 top_scores, top_rows = _top_k(scores, min(k, scores.shape[1]))
+                if probe is not None and probe.choice is None:
+                    probe.record(kernel, (_clock() - began) / max(1, len(block)))
                 found_scores.append(top_scores)
                 found_rows.append(top_rows + first)
             offset += len(part.vectors)
@@ -543,7 +663,7 @@ class ExactIndex:
         index._table = table if table.num_columns else arrow_table({}, total)
         index._deleted = None
         index._id_column = None
-        index.kernels = dict(KERNELS)
+        index.kernels = default_kernels()
         if deleted is not None and len(deleted):
             index._deleted = np.zeros(total, dtype=bool)
             index._deleted[deleted] = True
