@@ -290,7 +290,9 @@ def http_row(index: Path, repeats: int) -> dict:
         http <= 1.3 * inside,
         loads,
         f"`open_index(...).search` in this process: {local:.2f} ms (its encoder runs here, competing with the "
-        "server for the 2 cores, so took_ms is the like-for-like peer); not worked on in this change (server/*)",
+        "server for the 2 cores, so took_ms is the like-for-like peer); one threadpool hop per request (the "
+        "state dependencies are async, answers go out as the JSON pydantic made, not validated again); the "
+        "ONNX query session here no longer spin-waits (it held both cores after each in-process search)",
     )
 
 

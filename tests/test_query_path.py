@@ -42,6 +42,7 @@ def test_the_saved_tokenizer_and_text_tower_encode_as_the_model(exported_index):
     assert {"text.onnx", onnx_query.TOKENIZER, onnx_query.SETTINGS} <= {p.name for p in folder.iterdir()}
     light = OnnxTextEncoder.from_export(encoder.name, encoder.fingerprint, encoder.dim)
     assert light is not None and light.max_length == encoder.max_length
+    assert light.session.get_session_options().get_session_config_entry(onnx_query.SPINNING) == "0"
     torch_encoder = ms.load_encoder(encoder.name, runtime="torch")
     for texts in (QUERIES, QUERIES[:1]):  # a batch padded to its longest, and one text alone
         expected = torch_encoder.tokenizer(

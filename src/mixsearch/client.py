@@ -13,14 +13,20 @@ only), and hits come back as ``mixsearch.Hit``, as from ``index.search``.
 Errors come back as mixsearch's own: ``UsageError`` for a 422 or 404 (a bad parameter, an index
 or document this server does not have), ``InputError`` for a refused upload, ``MixsearchError``
 for the rest (no server at the address, a missing token).
+
+A ``Client`` keeps one keep-alive connection per thread (so one client can be shared by threads),
+reopened once when the server has closed an idle one; through an HTTP proxy from the environment
+(``http_proxy``...) it asks through ``urllib``, a new connection per request.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import mimetypes
 import os
 import secrets
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,6 +51,12 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        parts = urllib.parse.urlsplit(self.url)
+        self._https, self._host, self._port = parts.scheme == "https", parts.hostname or "", parts.port
+        self._base = parts.path  # a server behind a proxy, under a path
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        self._proxied = bool(proxy) and not urllib.request.proxy_bypass(parts.netloc)
+        self._local = threading.local()  # each thread's connection: http.client's are not thread-safe
 
     def search(
         self,
@@ -145,22 +157,66 @@ class Client:
         return _parse(DocumentResponse, answer)
 
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        request.add_header("Accept", "application/json")
+        headers = {"Accept": "application/json"}
         if content_type:
-            request.add_header("Content-Type", content_type)
+            headers["Content-Type"] = content_type
         if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            if self._proxied:
+                status, reason, data = self._through_urllib(method, path, body, headers)
+            else:
+                status, reason, data = self._send(method, path, body, headers)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            why = getattr(err, "reason", None) or err
+            raise MixsearchError(
+                f"no mixsearch server answers at {self.url} ({why}); start one with 'mixsearch serve INDEX'"
+            ) from None
+        if status >= 400:
+            raise _error(status, reason, data)
+        return json.loads(data)
+
+    def _send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        """One request on this thread's keep-alive connection; when a reused connection turns out
+        closed (the server drops idle ones after a few seconds), once more on a new one."""
+        for attempt in (0, 1):
+            connection = getattr(self._local, "connection", None)
+            reused = connection is not None
+            if connection is None:
+                kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+                connection = self._local.connection = kind(self._host, self._port, timeout=self.timeout)
+            try:
+                connection.request(method, self._base + path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as err:
+                connection.close()
+                self._local.connection = None
+                if reused and attempt == 0 and not isinstance(err, TimeoutError):  # a slow answer is not retried
+                    continue
+                raise
+            if response.will_close:
+                connection.close()
+                self._local.connection = None
+            return response.status, response.reason, data
+        raise AssertionError("unreachable")
+
+    def _through_urllib(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
+                return response.status, response.reason, response.read()
         except urllib.error.HTTPError as err:
-            raise _error(err) from None
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise MixsearchError(
-                f"no mixsearch server answers at {self.url} ({reason}); start one with 'mixsearch serve INDEX'"
-            ) from None
+            return err.code, str(err.reason), err.read()
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends or the client goes)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
 
 
 def _parse(model: type[M], answer: Any) -> M:
@@ -172,17 +228,17 @@ def _parse(model: type[M], answer: Any) -> M:
         raise MixsearchError(f"the server's answer is not a {model.__name__}: {err}") from None
 
 
-def _error(err: urllib.error.HTTPError) -> MixsearchError:
+def _error(status: int, reason: str, data: bytes) -> MixsearchError:
     try:
-        detail = json.loads(err.read()).get("detail")
-    except (ValueError, AttributeError, OSError):
+        detail = json.loads(data).get("detail")
+    except (ValueError, AttributeError):
         detail = None
-    message = f"server answered {err.code}: {detail or err.reason}"
-    if err.code == 401:
+    message = f"server answered {status}: {detail or reason}"
+    if status == 401:
         return MixsearchError(f"{message} (give the token with --token or MIXSEARCH_TOKEN)")
-    if err.code in (404, 422):
+    if status in (404, 422):
         return UsageError(message)
-    if err.code in (400, 413, 415):
+    if status in (400, 413, 415):
         return InputError(message)
     return MixsearchError(message)
 

@@ -62,6 +62,10 @@ def load_query_encoder(
     return OnnxTextEncoder.from_export(name, fingerprint, dim, cache_dir)
 
 
+#: ONNX Runtime's session setting for its intra-op threads' busy-waiting.
+SPINNING = "session.intra_op.allow_spinning"
+
+
 class OnnxTextEncoder(Encoder):
     """Text only, from a model's ONNX export (see the module docstring); ``from_export`` builds it."""
 
@@ -85,6 +89,10 @@ class OnnxTextEncoder(Encoder):
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        # no spin-waiting between runs: idle intra-op threads would hold every core for a while after
+        # each query, and on a small shared machine that doubled the query itself and slowed a server
+        # beside it (benchmarks/results/issue19.md, the HTTP row: 17 vs 8 ms per query at load 3)
+        options.add_session_config_entry(SPINNING, "0")
         self.session = ort.InferenceSession(str(folder / "text.onnx"), options, providers=["CPUExecutionProvider"])
 
     @classmethod

@@ -10,12 +10,13 @@ from ...types import Hit
 from .. import media, queries
 from ..deps import RootDep, ServedDep
 from ..schemas import ERRORS, DocumentResponse
+from ..wire import answer
 
 router = APIRouter(prefix="/api", tags=["documents"], responses=ERRORS)
 
 
 @router.get("/documents/{doc_id:path}", response_model=DocumentResponse, summary="A document by id")
-def document(served: ServedDep, root: RootDep, doc_id: str) -> DocumentResponse:
+def document(served: ServedDep, root: RootDep, doc_id: str) -> Response:
     """A document's fields and media URLs (media as file names, never the server's paths)."""
     doc = served.document(doc_id)
     row = served.row(doc_id)
@@ -25,7 +26,7 @@ def document(served: ServedDep, root: RootDep, doc_id: str) -> DocumentResponse:
         root,
     )
     hit.pop("rank"), hit.pop("score")
-    return DocumentResponse.model_validate({"index": served.name, "row": row, **hit})
+    return answer(DocumentResponse.model_validate({"index": served.name, "row": row, **hit}))
 
 
 @router.get(

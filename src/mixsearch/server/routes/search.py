@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Union
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from .. import queries
@@ -25,6 +26,7 @@ from ..deps import (
 from ..queries import MAX_BATCH, MAX_K
 from ..schemas import ERRORS, BatchResponse, SearchResponse
 from ..state import Served
+from ..wire import answer
 
 router = APIRouter(prefix="/api/search", tags=["search"], responses=ERRORS)
 
@@ -61,7 +63,7 @@ def search_get(
     calibration: str = CALIBRATION_PARAM,
     where: Union[str, None] = WHERE_PARAM,
     min_relevance: Union[float, None] = Query(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION),
-) -> SearchResponse:
+) -> Response:
     """Rank with a text, or with a document's stored embedding (``like``), or both."""
     query = queries.Query(text=q, like=like)
     return _search(served, root, query, k, modality, calibration, where, min_relevance)
@@ -81,7 +83,7 @@ def search_post(
     index: Union[str, None] = Form(None),
     where: Union[str, None] = Form(None, max_length=2_000),
     min_relevance: Union[float, None] = Form(None, ge=0, le=1, description=MIN_RELEVANCE_DESCRIPTION),
-) -> SearchResponse:
+) -> Response:
     """Rank with an uploaded image, alone or with a text (an image+text query)."""
     served = registry.get(index)
     query = queries.Query(text=q, like=like, **read_upload(image, settings))
@@ -89,7 +91,7 @@ def search_post(
 
 
 @router.post("/batch", response_model=BatchResponse, summary="Many queries at once (texts and/or like=document id)")
-def search_batch(registry: RegistryDep, root: RootDep, body: BatchRequest) -> BatchResponse:
+def search_batch(registry: RegistryDep, root: RootDep, body: BatchRequest) -> Response:
     """Rank many queries under one view; texts are encoded together."""
     served = registry.get(body.index)
     asked = [
@@ -105,19 +107,21 @@ def search_batch(registry: RegistryDep, root: RootDep, body: BatchRequest) -> Ba
         where=body.where,
         min_relevance=body.min_relevance,
     )
-    return BatchResponse.model_validate(
-        {
-            **_about(served, body.calibration),
-            "k": body.k,
-            "modality": modality,
-            "where": body.where,
-            "min_relevance": body.min_relevance,
-            "took_ms": round(took, 2),
-            "results": [
-                {"query": q.describe(), "hits": [queries.hit_json(h, served, root) for h in hits]}
-                for q, hits in zip(asked, results)
-            ],
-        }
+    return answer(
+        BatchResponse.model_validate(
+            {
+                **_about(served, body.calibration),
+                "k": body.k,
+                "modality": modality,
+                "where": body.where,
+                "min_relevance": body.min_relevance,
+                "took_ms": round(took, 2),
+                "results": [
+                    {"query": q.describe(), "hits": [queries.hit_json(h, served, root) for h in hits]}
+                    for q, hits in zip(asked, results)
+                ],
+            }
+        )
     )
 
 
@@ -130,22 +134,24 @@ def _search(
     view: str,
     where: str | None = None,
     min_relevance: float | None = None,
-) -> SearchResponse:
+) -> Response:
     filter_ = queries.parse_modality(modality)
     hits, took = queries.run(
         served, query, k=k, modality=filter_, views=[view], where=where, min_relevance=min_relevance
     )
-    return SearchResponse.model_validate(
-        {
-            **_about(served, view),
-            "query": query.describe(),
-            "k": k,
-            "modality": filter_,
-            "where": where,
-            "min_relevance": min_relevance,
-            "took_ms": round(took, 2),
-            "hits": [queries.hit_json(h, served, root) for h in hits[view]],
-        }
+    return answer(
+        SearchResponse.model_validate(
+            {
+                **_about(served, view),
+                "query": query.describe(),
+                "k": k,
+                "modality": filter_,
+                "where": where,
+                "min_relevance": min_relevance,
+                "took_ms": round(took, 2),
+                "hits": [queries.hit_json(h, served, root) for h in hits[view]],
+            }
+        )
     )
 
 
