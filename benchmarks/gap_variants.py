@@ -13,7 +13,8 @@ the shared 2 cores; ``nice`` throughout)::
     $G train --cache /tmp/gap-cache.pt --epochs 5 --linear --log $R/linear_heads.json
     $G train --cache /tmp/gap-cache-top.pt --epochs 5 --log $R/train_top.json
     $G train --cache /tmp/gap-cache-random.pt --epochs 5 --log $R/random_image_trunk.json
-    python benchmarks/gap_scratch_cost.py --data $D --cache /tmp/gap-cache.pt
+    python benchmarks/gap_scratch.py cost --data $D                            # 224 px step time
+    python benchmarks/gap_scratch.py compare --data $D --size 112 --epochs 3   # scratch vs pretrained tower
 
     python benchmarks/gap_variants.py      # prints the model card's rows from the logs
 """
@@ -41,7 +42,7 @@ def row(name: str, log: dict) -> str:
 
 
 def main() -> None:
-    names = sys.argv[1:] or sorted(p.stem for p in HERE.glob("*.json") if p.stem != "scratch_cost")
+    names = sys.argv[1:] or sorted(p.stem for p in HERE.glob("*.json") if p.stem != "scratch")
     for name in names:
         log = json.loads((HERE / f"{name}.json").read_text())
         print(row(name, log))

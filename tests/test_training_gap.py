@@ -120,3 +120,24 @@ def test_cache_train_top_random_image_and_text_from(tmp_path):
     assert pretrained["random_image"] is None and not torch.equal(pretrained["dev_image"], random["dev_image"])
     with pytest.raises(UsageError, match="layout"):
         cache(tmp_path, tmp_path / "x.pt", text_from=tmp_path / "r.pt")  # CLS-only cache from a full one
+
+
+def test_photo_pixels_resizes_the_short_edge_and_crops_the_centre(tmp_path):
+    from PIL import Image
+
+    from mixsearch.training.gap import normalise_pixels, photo_pixels
+
+    # 300 x 150: left third red, middle green, right third blue; at 50 px the crop keeps the middle.
+    image = Image.new("RGB", (300, 150), (255, 0, 0))
+    image.paste((0, 255, 0), (100, 0, 200, 150))
+    image.paste((0, 0, 255), (200, 0, 300, 150))
+    image.save(tmp_path / "a.jpg", quality=95)
+    Image.new("RGB", (40, 80), (0, 0, 0)).save(tmp_path / "b.png")  # smaller than asked: upscaled
+    pixels = photo_pixels([tmp_path / "a.jpg", tmp_path / "b.png"], 50)
+    assert pixels.shape == (2, 3, 50, 50) and pixels.dtype == torch.uint8
+    r, g, b = pixels[0, :, 25, 25].tolist()
+    assert g > 200 and r < 60 and b < 60
+    assert pixels[0, 0, 25, 0] > 150  # the crop's left edge reaches into the red third (column 25 of 100)
+    assert int(pixels[1].max()) < 10
+    values = normalise_pixels(pixels)
+    assert values.min() >= -1 and values.max() <= 1 and values[1].max() < -0.9
