@@ -59,16 +59,16 @@ class CountingServer:
 
 
 @pytest.fixture
-def server(request):
+def server(request, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY"):  # a proxy in the environment sends Client through urllib
+        monkeypatch.delenv(name, raising=False)
     live = CountingServer(keep_alive=request.param)
     yield live
     live.close()
 
 
 @pytest.mark.parametrize("server", [True], indirect=True)
-def test_one_connection_per_thread(server, monkeypatch):
-    monkeypatch.delenv("http_proxy", raising=False)
-    monkeypatch.delenv("HTTP_PROXY", raising=False)
+def test_one_connection_per_thread(server):
     client = Client(server.url)
     for _ in range(5):
         assert client.health().status == "ok"
@@ -83,9 +83,7 @@ def test_one_connection_per_thread(server, monkeypatch):
 
 
 @pytest.mark.parametrize("server", [False], indirect=True)
-def test_a_connection_the_server_closed_is_reopened(server, monkeypatch):
-    monkeypatch.delenv("http_proxy", raising=False)
-    monkeypatch.delenv("HTTP_PROXY", raising=False)
+def test_a_connection_the_server_closed_is_reopened(server):
     client = Client(server.url)
     for _ in range(4):
         assert client.health().status == "ok"
